@@ -1,0 +1,3 @@
+from llama3med.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Command-line interface: `llama3med --help` lists every command."""

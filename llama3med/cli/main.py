@@ -1,0 +1,33 @@
+"""The `llama3med` command.
+
+Each area of the package owns a small CLI module with a `register(app)` function; this file only
+assembles them. Command modules import heavy libraries (torch, transformers) inside the command
+functions so that `llama3med --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="llama3med",
+    help="Llama3-Med: high-resolution biomedical vision-language models — build, train, evaluate, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# One line per area; order is the order of `--help`.
+COMMAND_MODULES = [
+    "llama3med.cli.model_commands",
+]
+
+for _module_name in COMMAND_MODULES:
+    importlib.import_module(_module_name).register(app)
+
+
+def main() -> None:
+    """Entry point used by `python -m llama3med`."""
+    app()

@@ -1,0 +1,1 @@
+"""The Llama3-Med model: frozen vision tower, hierarchical multi-scale encoding, connector, causal LLM."""

@@ -1,0 +1,137 @@
+"""`Llama3MedConfig`: a vision config + a text config + the multi-scale and connector settings.
+
+Everything the model's shapes depend on is derived here from the two sub-configs, so the connector
+width can never disagree with what the vision path produces (REFERENCE.md §4, pain point 14).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
+
+from llama3med.model.efficientnet_lite import EfficientNetLiteConfig
+
+CONNECTOR_TYPES = ("linear", "mlp2x_gelu", "mlp3x_gelu")
+
+# S2 defaults of the authors' code (REFERENCE.md §1): the tile is the encoder's native size.
+DEFAULT_SCALES = {224: (224, 672, 1344), 336: (336, 672, 1008)}
+
+
+def _as_config(value: PretrainedConfig | dict[str, Any] | None, default_type: str) -> PretrainedConfig:
+    if isinstance(value, PretrainedConfig):
+        return value
+    value = dict(value or {})
+    model_type = value.pop("model_type", default_type)
+    if model_type == EfficientNetLiteConfig.model_type:
+        return EfficientNetLiteConfig(**value)
+    return CONFIG_MAPPING[model_type](**value)
+
+
+def vision_grid_size(vision_config: PretrainedConfig, tile_size: int) -> int:
+    """Side g of the feature grid the encoder yields for one tile of `tile_size` pixels."""
+    if isinstance(vision_config, EfficientNetLiteConfig):
+        stride = vision_config.output_stride
+        if tile_size % stride:
+            raise ValueError(f"tile size {tile_size} is not a multiple of the CNN's output stride {stride}")
+        return tile_size // stride
+    patch = vision_config.patch_size
+    if tile_size % patch:
+        raise ValueError(f"tile size {tile_size} is not a multiple of the ViT patch size {patch}")
+    return tile_size // patch
+
+
+class Llama3MedConfig(PretrainedConfig):
+    """Configuration of `Llama3MedForConditionalGeneration`.
+
+    Args:
+        vision_config: Config of the frozen encoder: any Hugging Face vision model (`clip_vision_model`,
+            `siglip_vision_model`, `dinov2`, ...) or `EfficientNetLiteConfig` (a CNN feature map).
+        text_config: Config of any causal LM (Llama-3 by default).
+        connector_type: `mlp2x_gelu` (default), `linear` or `mlp3x_gelu`.
+        scales: Image sizes of the hierarchy, ascending; the smallest is the tile size and must be the
+            encoder's native size. Defaults per REFERENCE.md §1 (224/672/1344 or 336/672/1008).
+        vision_feature_layer: Hidden layer of a ViT whose tokens are used (default -2).
+        vision_prefix_tokens: CLS/register tokens to drop; `None` infers them from the token count.
+        encoder_chunk_size: Maximum tiles per encoder call (0 = every tile of the batch in one call).
+        image_token_id: Id of the `<image>` placeholder (set by the processor's tokenizer); it may lie
+            outside the LLM's vocabulary because placeholder positions are replaced before embedding.
+    """
+
+    model_type = "llama3med"
+    sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig}
+
+    def __init__(
+        self,
+        vision_config: PretrainedConfig | dict[str, Any] | None = None,
+        text_config: PretrainedConfig | dict[str, Any] | None = None,
+        connector_type: str = "mlp2x_gelu",
+        scales: list[int] | tuple[int, ...] | None = None,
+        vision_feature_layer: int = -2,
+        vision_prefix_tokens: int | None = None,
+        encoder_chunk_size: int = 0,
+        image_token_id: int | None = None,
+        image_token: str = "<image>",
+        **kwargs: Any,
+    ) -> None:
+        self.vision_config = _as_config(vision_config, "clip_vision_model")
+        self.text_config = _as_config(text_config, "llama")
+        tile = self.vision_config.image_size
+        if isinstance(tile, (list, tuple)):
+            tile = tile[0]
+        scales = tuple(int(s) for s in (scales or DEFAULT_SCALES.get(tile, (tile,))))
+        if connector_type not in CONNECTOR_TYPES:
+            raise ValueError(f"connector_type {connector_type!r} is not one of {CONNECTOR_TYPES}")
+        if list(scales) != sorted(set(scales)):
+            raise ValueError(f"scales must be strictly ascending, got {list(scales)}")
+        if scales[0] != tile:
+            raise ValueError(f"the smallest scale ({scales[0]}) must equal the encoder's image size ({tile})")
+        bad = [s for s in scales if s % tile]
+        if bad:
+            raise ValueError(f"every scale must be a multiple of the tile size {tile}; {bad} are not")
+        if encoder_chunk_size < 0:
+            raise ValueError("encoder_chunk_size must be >= 0 (0 = no chunking)")
+        self.connector_type = connector_type
+        self.scales = list(scales)
+        self.vision_feature_layer = vision_feature_layer
+        self.vision_prefix_tokens = vision_prefix_tokens
+        self.encoder_chunk_size = encoder_chunk_size
+        self.image_token_id = image_token_id
+        self.image_token = image_token
+        vision_grid_size(self.vision_config, tile)  # validates the tile against patch/stride
+        super().__init__(**kwargs)
+
+    # Derived geometry -----------------------------------------------------------------------------
+    @property
+    def tile_size(self) -> int:
+        """Pixel size of one tile (the smallest scale)."""
+        return self.scales[0]
+
+    @property
+    def max_image_size(self) -> int:
+        """Size the processor resizes images to (the largest scale)."""
+        return self.scales[-1]
+
+    @property
+    def grid_size(self) -> int:
+        """Side g of the base feature grid; every scale is pooled to g x g."""
+        return vision_grid_size(self.vision_config, self.tile_size)
+
+    @property
+    def num_image_tokens(self) -> int:
+        """LLM tokens per image: one base view, g^2, whatever the number of scales."""
+        return self.grid_size**2
+
+    @property
+    def vision_hidden_size(self) -> int:
+        """Channel width C of one scale's features."""
+        return self.vision_config.hidden_size
+
+    @property
+    def connector_input_size(self) -> int:
+        """Connector input width = number of scales x encoder width."""
+        return len(self.scales) * self.vision_hidden_size
+
+    def get_text_config(self, *args: Any, **kwargs: Any) -> PretrainedConfig:
+        """The language model's config (used by generation utilities)."""
+        return self.text_config

@@ -1,0 +1,174 @@
+"""`Llama3MedForConditionalGeneration`: frozen tower -> S2 multi-scale features -> connector -> causal LM.
+
+A standard `PreTrainedModel` with `GenerationMixin`: `save_pretrained` / `from_pretrained` with
+safetensors, the Auto classes (registered in `llama3med/__init__.py`), `generate` with KV cache and
+left padding. Each `<image>` placeholder in `input_ids` has been expanded by the processor into exactly
+`config.num_image_tokens` image-token ids; their embeddings are replaced by the image's features.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from llama3med.model.configuration import Llama3MedConfig
+from llama3med.model.connector import build_connector, connector_input_width
+from llama3med.model.multiscale import multiscale_encode
+from llama3med.model.vision_tower import build_vision_tower
+
+
+class Llama3MedPreTrainedModel(PreTrainedModel):
+    """Shared settings of Llama3-Med models."""
+
+    config: Llama3MedConfig
+    config_class = Llama3MedConfig
+    base_model_prefix = ""
+    input_modalities = ("image", "text")
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["LlamaDecoderLayer", "CLIPEncoderLayer", "SiglipEncoderLayer"]
+
+
+class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixin):
+    """Llama3-Med vision-language model (any HF vision encoder or CNN + any causal LM)."""
+
+    def __init__(self, config: Llama3MedConfig) -> None:
+        super().__init__(config)
+        self.vision_tower = build_vision_tower(
+            config.vision_config, config.vision_feature_layer, config.vision_prefix_tokens
+        )
+        self.connector = build_connector(
+            config.connector_type, config.connector_input_size, config.text_config.hidden_size
+        )
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.post_init()
+
+    # Plumbing the generation and training utilities rely on -----------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear) and any(module is m for m in self.connector.modules()):
+            nn.init.normal_(module.weight, std=getattr(self.config.text_config, "initializer_range", 0.02))
+            nn.init.zeros_(module.bias)
+
+    # Vision path ----------------------------------------------------------------------------------
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Frozen multi-scale features: pixels [B, 3, S, S] -> [B, g*g, n_scales*C] (no autograd graph).
+
+        These are what the frozen-feature cache stores: they depend only on the image, the encoder and
+        the scales, never on trainable weights.
+        """
+        with torch.no_grad():
+            return multiscale_encode(
+                self.vision_tower, pixel_values, self.config.scales, self.config.encoder_chunk_size
+            )
+
+    def project_image_features(self, image_features: torch.Tensor) -> torch.Tensor:
+        """Connector: [B, g*g, n_scales*C] -> [B, g*g, D] in the LLM's dtype."""
+        expected = self.config.connector_input_size
+        if image_features.shape[-1] != expected:
+            raise ValueError(
+                f"image features are {image_features.shape[-1]} wide but the connector expects {expected}"
+                f" ({len(self.config.scales)} scales x {self.config.vision_hidden_size})"
+            )
+        weight = self.connector[0].weight
+        return self.connector(image_features.to(weight.dtype))
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pixels [B, 3, S, S] -> LLM-ready image embeddings [B, g*g, D]."""
+        return self.project_image_features(self.encode_images(pixel_values))
+
+    def load_connector(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load connector weights (e.g. stage 1's) after checking they fit this model's vision width."""
+        state_dict = {k.removeprefix("connector."): v for k, v in state_dict.items()}
+        saved = connector_input_width(state_dict)
+        if saved != self.config.connector_input_size:
+            raise ValueError(
+                f"connector checkpoint expects input width {saved}, but this model's vision path yields"
+                f" {self.config.connector_input_size} ({len(self.config.scales)} scales {self.config.scales}"
+                f" x encoder width {self.config.vision_hidden_size}); use the scales and encoder it was trained with"
+            )
+        self.connector.load_state_dict(state_dict)
+
+    # Forward --------------------------------------------------------------------------------------
+    def embed_inputs(
+        self,
+        input_ids: torch.LongTensor,
+        pixel_values: torch.Tensor | None = None,
+        image_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings [B, L, D] with image-token positions replaced by image embeddings.
+
+        `image_features` (precomputed `encode_images` output, e.g. from the feature cache) replaces
+        `pixel_values`. Images fill the placeholder runs in reading order across the batch.
+        """
+        image_mask = input_ids == self.config.image_token_id  # [B, L]
+        # Placeholder ids may lie outside the LLM vocabulary: embed a harmless id there, then overwrite.
+        embeds = self.get_input_embeddings()(input_ids.masked_fill(image_mask, 0))
+        n_slots = int(image_mask.sum())
+        if pixel_values is None and image_features is None:
+            if n_slots:
+                raise ValueError(f"input_ids contain {n_slots} image tokens but no image was given")
+            return embeds
+        if image_features is None:
+            image_features = self.encode_images(pixel_values)
+        image_embeds = self.project_image_features(image_features)  # [N_img, g*g, D]
+        if n_slots != image_embeds.shape[0] * image_embeds.shape[1]:
+            raise ValueError(
+                f"input_ids hold {n_slots} image tokens but {image_embeds.shape[0]} image(s) x"
+                f" {image_embeds.shape[1]} tokens were encoded; every <image> must be expanded by the processor"
+            )
+        return embeds.masked_scatter(image_mask.unsqueeze(-1), image_embeds.to(embeds.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        image_features: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
+        """Causal-LM forward; `labels` use -100 for unsupervised positions (image tokens included)."""
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_inputs(input_ids, pixel_values, image_features)
+        return self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+    def prepare_inputs_for_generation(self, *args: Any, is_first_iteration: bool = False, **kwargs: Any) -> dict:
+        # Image features are only needed for the prefill: later steps read them from the KV cache.
+        # (generate drops pixel_values after prefill already; image_features needs the same care.)
+        image_features = kwargs.pop("image_features", None)
+        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if is_first_iteration or not kwargs.get("use_cache", True):
+            inputs["image_features"] = image_features
+        return inputs

