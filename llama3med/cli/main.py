@@ -21,6 +21,7 @@ app = typer.Typer(
 
 # One line per area; order is the order of `--help`.
 COMMAND_MODULES = [
+    "llama3med.cli.demo_commands",
     "llama3med.cli.model_commands",
 ]
 

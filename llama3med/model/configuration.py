@@ -15,6 +15,7 @@ from llama3med.model.efficientnet_lite import EfficientNetLiteConfig
 CONNECTOR_TYPES = ("linear", "mlp2x_gelu", "mlp3x_gelu")
 
 # S2 defaults of the authors' code (REFERENCE.md §1): the tile is the encoder's native size.
+# For other tile sizes (e.g. SigLIP's 384) the hierarchy is 1x, 2x, 3x the tile.
 DEFAULT_SCALES = {224: (224, 672, 1344), 336: (336, 672, 1008)}
 
 
@@ -35,10 +36,9 @@ def vision_grid_size(vision_config: PretrainedConfig, tile_size: int) -> int:
         if tile_size % stride:
             raise ValueError(f"tile size {tile_size} is not a multiple of the CNN's output stride {stride}")
         return tile_size // stride
-    patch = vision_config.patch_size
-    if tile_size % patch:
-        raise ValueError(f"tile size {tile_size} is not a multiple of the ViT patch size {patch}")
-    return tile_size // patch
+    # A ViT's patch embedding is a strided convolution: a remainder narrower than a patch is ignored
+    # (SigLIP so400m/14 at 384 px -> 27 x 27).
+    return tile_size // vision_config.patch_size
 
 
 class Llama3MedConfig(PretrainedConfig):
@@ -79,7 +79,7 @@ class Llama3MedConfig(PretrainedConfig):
         tile = self.vision_config.image_size
         if isinstance(tile, (list, tuple)):
             tile = tile[0]
-        scales = tuple(int(s) for s in (scales or DEFAULT_SCALES.get(tile, (tile,))))
+        scales = tuple(int(s) for s in (scales or DEFAULT_SCALES.get(tile, (tile, 2 * tile, 3 * tile))))
         if connector_type not in CONNECTOR_TYPES:
             raise ValueError(f"connector_type {connector_type!r} is not one of {CONNECTOR_TYPES}")
         if list(scales) != sorted(set(scales)):

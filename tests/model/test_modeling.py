@@ -1,0 +1,117 @@
+"""Model behaviour: frozen tower, save/load round trip, generation with cache and left padding."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+import llama3med  # noqa: F401  (registers the Auto classes)
+from llama3med.api import ChatRequest, Llama3Med
+from llama3med.model.presets import build_preset
+
+
+def _image(seed: int, size: tuple[int, int] = (90, 70)) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _batch(processor, questions: list[str], seeds: list[int]):
+    prompts = [processor.render_chat([{"role": "user", "content": f"<image>\n{q}"}]) for q in questions]
+    return processor(prompts, images=[_image(s) for s in seeds])
+
+
+def test_vision_tower_frozen_through_a_training_step() -> None:
+    model, processor = build_preset("tiny")
+    model.train()
+    assert not model.vision_tower.training  # stays in eval mode
+    before = {k: v.clone() for k, v in model.vision_tower.state_dict().items()}
+    inputs = _batch(processor, ["What is shown?", "Is there a nodule?"], [0, 1])
+    labels = inputs["input_ids"].masked_fill(inputs["input_ids"] == model.config.image_token_id, -100)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    loss = model(**inputs, labels=labels).loss
+    assert model.encode_images(inputs["pixel_values"]).grad_fn is None  # no autograd graph through the tower
+    loss.backward()
+    optimizer.step()
+    assert all(p.grad is None and not p.requires_grad for p in model.vision_tower.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.vision_tower.state_dict().items())
+    assert model.connector[0].weight.grad is not None
+
+
+def test_image_token_count_mismatch_is_an_error() -> None:
+    model, processor = build_preset("tiny")
+    inputs = _batch(processor, ["What?"], [0])
+    first_image_token = int((inputs["input_ids"][0] == model.config.image_token_id).nonzero()[0])
+    truncated = inputs["input_ids"][:, first_image_token + 3 :]  # cuts into the image-token run
+    with pytest.raises(ValueError, match="image tokens"):
+        model(input_ids=truncated, pixel_values=inputs["pixel_values"])
+
+
+def test_save_and_load_in_fresh_process_gives_identical_logits(tmp_path: Path) -> None:
+    model, processor = build_preset("tiny")
+    model.eval()
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    inputs = _batch(processor, ["What organ is this?"], [3])
+    torch.save(dict(inputs), tmp_path / "inputs.pt")
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    script = (
+        "import sys, torch, llama3med\n"
+        "from transformers import AutoModelForImageTextToText, AutoProcessor\n"
+        "d = sys.argv[1]\n"
+        "m = AutoModelForImageTextToText.from_pretrained(d + '/model').eval()\n"
+        "p = AutoProcessor.from_pretrained(d + '/model')\n"
+        "assert type(p).__name__ == 'Llama3MedProcessor', type(p)\n"
+        "inputs = torch.load(d + '/inputs.pt')\n"
+        "with torch.no_grad():\n"
+        "    torch.save(m(**inputs).logits, d + '/logits.pt')\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, env=env, timeout=300)
+    assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_auto_classes_load_a_saved_folder(tiny_model_dir: Path) -> None:
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    assert type(model).__name__ == "Llama3MedForConditionalGeneration"
+    assert processor.num_image_tokens == model.config.num_image_tokens == 16
+
+
+def test_greedy_generation_with_and_without_cache_is_identical() -> None:
+    model, processor = build_preset("tiny")
+    model.eval()
+    inputs = _batch(processor, ["Describe the image."], [5])
+    with torch.no_grad():
+        cached = model.generate(**inputs, max_new_tokens=12, do_sample=False, use_cache=True)
+        uncached = model.generate(**inputs, max_new_tokens=12, do_sample=False, use_cache=False)
+    assert torch.equal(cached, uncached)
+
+
+def test_left_padded_batch_equals_one_at_a_time(tiny_model_dir: Path) -> None:
+    api = Llama3Med.from_pretrained(tiny_model_dir)
+    questions = ["Yes?", "Is there a nodule in the right lung?", "What modality is used in this image please?", "Organ?"]
+    requests = [ChatRequest(_image(i, (60 + 13 * i, 80)), [{"role": "user", "content": q}]) for i, q in enumerate(questions)]
+    lengths = {len(api.prepare([r])["input_ids"][0]) for r in requests}
+    assert len(lengths) == 4  # really different lengths, so the batch is padded
+    batched = api.generate(requests, max_new_tokens=10)
+    single = [api.generate([r], max_new_tokens=10)[0] for r in requests]
+    assert [b.text for b in batched] == [s.text for s in single]
+    assert [b.completion_tokens for b in batched] == [s.completion_tokens for s in single]
+
+
+def test_stream_chat_yields_the_chat_answer(tiny_model_dir: Path) -> None:
+    api = Llama3Med.from_pretrained(tiny_model_dir)
+    image = _image(9)
+    answer = api.chat(image, "What is it?", max_new_tokens=10)
+    assert "".join(api.stream_chat(image, "What is it?", max_new_tokens=10)).strip() == answer

@@ -1,0 +1,70 @@
+"""Presets: tiny builds fast; small loads real weights offline; the 8B recipe validates on the meta device."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from llama3med.api import Llama3Med
+from llama3med.model.presets import build_preset, efficientnet_lite0_weights
+
+
+def test_tiny_builds_quickly() -> None:
+    start = time.perf_counter()
+    model, processor = build_preset("tiny")
+    assert time.perf_counter() - start < 10  # generous bound on a loaded CI machine; ~0.1 s alone
+    assert processor.tokenizer.convert_tokens_to_ids("<|eot_id|>") == processor.tokenizer.eos_token_id
+    assert model.config.image_token_id == processor.image_token_id
+
+
+def test_unknown_preset_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        build_preset("huge")
+
+
+@pytest.mark.parametrize(
+    ("vision", "tokens", "width"), [("clip", 576, 3 * 1024), ("siglip", 729, 3 * 1152), ("pathology", 256, 3 * 1536)]
+)
+def test_llama3_med_8b_shapes_on_meta_device(vision: str, tokens: int, width: int) -> None:
+    model, processor = build_preset("llama3-med-8b", vision=vision)
+    config = model.config
+    assert next(model.parameters()).device.type == "meta"
+    assert (config.num_image_tokens, config.connector_input_size) == (tokens, width)
+    assert config.text_config.hidden_size == 4096 and config.text_config.num_key_value_heads == 8
+    llm_params = sum(p.numel() for p in model.language_model.parameters())
+    assert 8.0e9 < llm_params < 8.1e9  # Llama-3.1-8B: 8.03 B
+    assert model.connector[0].in_features == width and model.connector[-1].out_features == 4096
+    assert processor.tokenizer.convert_tokens_to_ids("<|eot_id|>") == 128009  # Meta's real tokenizer
+    assert processor.image_processor.image_size == config.scales[-1]
+
+
+def test_efficientnet_lite_port_matches_the_reference_package() -> None:
+    reference_package = pytest.importorskip("efficientnet_lite_pytorch")
+    from llama3med.model.efficientnet_lite import EfficientNetLiteConfig, EfficientNetLiteModel
+
+    weights = efficientnet_lite0_weights()
+    ours = EfficientNetLiteModel(EfficientNetLiteConfig()).eval()
+    ours.load_state_dict(weights)
+    reference = reference_package.EfficientNet.from_name("efficientnet-lite0").eval()
+    reference.load_state_dict(weights, strict=False)
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(images), reference.extract_features(images), atol=1e-4, rtol=1e-4)
+
+
+def test_small_preset_answers_in_english_offline(benchmarks_dir: Path, tmp_path: Path) -> None:
+    record = json.loads((benchmarks_dir / "vqa-rad" / "test.jsonl").read_text().splitlines()[0])
+    model, processor = build_preset("small")
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    api = Llama3Med.from_pretrained(tmp_path)
+    answer = api.chat(benchmarks_dir / "vqa-rad" / "images" / record["image"], "Describe this image.", max_new_tokens=24)
+    words = answer.lower().split()
+    assert len(words) >= 3
+    common = {"the", "a", "an", "is", "this", "of", "image", "and", "in", "it", "shows", "to", "with"}
+    assert common & set(words), answer
+    assert all(ch.isascii() for ch in answer), answer
