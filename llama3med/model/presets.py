@@ -182,6 +182,8 @@ def small(*, scales: list[int] | None = None, **kwargs: Any) -> Built:
         text,
         tokenizer,
         scales=scales or [224, 448, 896],
+        # 16 tiles per call: fastest on CPU in bench/multiscale_encoding.py (docs/PERFORMANCE.md).
+        encoder_chunk_size=kwargs.pop("encoder_chunk_size", 16),
         image_mean=(0.5, 0.5, 0.5),
         image_std=(0.5, 0.5, 0.5),
         vision_weights=efficientnet_lite0_weights(),
