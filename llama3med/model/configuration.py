@@ -49,8 +49,12 @@ class Llama3MedConfig(PretrainedConfig):
             `siglip_vision_model`, `dinov2`, ...) or `EfficientNetLiteConfig` (a CNN feature map).
         text_config: Config of any causal LM (Llama-3 by default).
         connector_type: `mlp2x_gelu` (default), `linear` or `mlp3x_gelu`.
-        scales: Image sizes of the hierarchy, ascending; the smallest is the tile size and must be the
-            encoder's native size. Defaults per REFERENCE.md §1 (224/672/1344 or 336/672/1008).
+        scales: Image sizes of the hierarchy, ascending, each a multiple of the tile size. Defaults per
+            REFERENCE.md §1 (224/672/1344 or 336/672/1008).
+        tile_size: Pixel size of the tiles every scale is cut into; default the encoder's native size
+            (S2 uses the smallest scale, which is the same thing by default). A single scale larger than
+            the tile (e.g. `scales=[896], tile_size=224`) is a plain high-resolution view with the same
+            token budget, the third arm of `bench/scales_experiment.py`.
         vision_feature_layer: Hidden layer of a ViT whose tokens are used (default -2).
         vision_prefix_tokens: CLS/register tokens to drop; `None` infers them from the token count.
         encoder_chunk_size: Maximum tiles per encoder call (0 = every tile of the batch in one call).
@@ -72,20 +76,24 @@ class Llama3MedConfig(PretrainedConfig):
         encoder_chunk_size: int = 0,
         image_token_id: int | None = None,
         image_token: str = "<image>",
+        tile_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         self.vision_config = _as_config(vision_config, "clip_vision_model")
         self.text_config = _as_config(text_config, "llama")
-        tile = self.vision_config.image_size
-        if isinstance(tile, (list, tuple)):
-            tile = tile[0]
+        native = self.vision_config.image_size
+        native = native[0] if isinstance(native, (list, tuple)) else native
+        tile = int(tile_size or native)
+        if tile != native and not isinstance(self.vision_config, EfficientNetLiteConfig):
+            # A ViT's position embeddings fix its input size; CNNs take any multiple of their stride.
+            raise ValueError(f"tile_size {tile} differs from the ViT's image size {native}")
         scales = tuple(int(s) for s in (scales or DEFAULT_SCALES.get(tile, (tile, 2 * tile, 3 * tile))))
         if connector_type not in CONNECTOR_TYPES:
             raise ValueError(f"connector_type {connector_type!r} is not one of {CONNECTOR_TYPES}")
         if list(scales) != sorted(set(scales)):
             raise ValueError(f"scales must be strictly ascending, got {list(scales)}")
-        if scales[0] != tile:
-            raise ValueError(f"the smallest scale ({scales[0]}) must equal the encoder's image size ({tile})")
+        if scales[0] < tile:
+            raise ValueError(f"the smallest scale ({scales[0]}) is below the tile size ({tile})")
         bad = [s for s in scales if s % tile]
         if bad:
             raise ValueError(f"every scale must be a multiple of the tile size {tile}; {bad} are not")
@@ -98,15 +106,11 @@ class Llama3MedConfig(PretrainedConfig):
         self.encoder_chunk_size = encoder_chunk_size
         self.image_token_id = image_token_id
         self.image_token = image_token
+        self.tile_size = tile
         vision_grid_size(self.vision_config, tile)  # validates the tile against patch/stride
         super().__init__(**kwargs)
 
     # Derived geometry -----------------------------------------------------------------------------
-    @property
-    def tile_size(self) -> int:
-        """Pixel size of one tile (the smallest scale)."""
-        return self.scales[0]
-
     @property
     def max_image_size(self) -> int:
         """Size the processor resizes images to (the largest scale)."""

@@ -76,7 +76,7 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
         """
         with torch.no_grad():
             return multiscale_encode(
-                self.vision_tower, pixel_values, self.config.scales, self.config.encoder_chunk_size
+                self.vision_tower, pixel_values, self.config.scales, self.config.encoder_chunk_size, self.config.tile_size
             )
 
     def project_image_features(self, image_features: torch.Tensor) -> torch.Tensor:

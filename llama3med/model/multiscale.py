@@ -58,14 +58,15 @@ def encode_in_chunks(encode: EncodeFn, tiles: torch.Tensor, chunk_size: int) -> 
 
 
 def multiscale_encode(
-    encode: EncodeFn, images: torch.Tensor, scales: Sequence[int], chunk_size: int = 0
+    encode: EncodeFn, images: torch.Tensor, scales: Sequence[int], chunk_size: int = 0, tile: int | None = None
 ) -> torch.Tensor:
     """Batched S2 encoding: images [B, 3, S, S] -> tokens [B, g*g, len(scales)*C].
 
     The tiles of every scale and every image are concatenated into one tensor
     [B * sum(n_i^2), 3, t, t] and encoded together (in chunks of `chunk_size` tiles when bounded).
+    The tile size `t` defaults to the smallest scale.
     """
-    tile = scales[0]
+    tile = tile or scales[0]
     per_scale_tiles = [split_tiles(img, tile) for img in resize_to_scales(images, scales)]
     counts = [t.shape[0] for t in per_scale_tiles]
     features = encode_in_chunks(encode, torch.cat(per_scale_tiles, dim=0), chunk_size)  # [sum, C, g, g]
@@ -74,11 +75,14 @@ def multiscale_encode(
     return pool_and_concat(maps, grid)
 
 
-def multiscale_encode_per_scale(encode: EncodeFn, images: torch.Tensor, scales: Sequence[int]) -> torch.Tensor:
+def multiscale_encode_per_scale(
+    encode: EncodeFn, images: torch.Tensor, scales: Sequence[int], tile: int | None = None
+) -> torch.Tensor:
     """The reference wrapper's algorithm: one encoder call per scale. Same result as `multiscale_encode`;
     kept as the baseline for tests and `bench/multiscale_encoding.py`."""
-    tile = scales[0]
+    tile = tile or scales[0]
     maps = []
     for scale, resized in zip(scales, resize_to_scales(images, scales)):
         maps.append(merge_tiles(encode(split_tiles(resized, tile)), scale // tile))
-    return pool_and_concat(maps, maps[0].shape[-1])
+    grid = maps[0].shape[-1] * tile // scales[0]
+    return pool_and_concat(maps, grid)

@@ -49,7 +49,7 @@ def test_cnn_geometry() -> None:
 
 @pytest.mark.parametrize(
     ("scales", "message"),
-    [([448, 224], "ascending"), ([112, 224], "smallest scale"), ([224, 300], "multiple of the tile")],
+    [([448, 224], "ascending"), ([112, 224], "below the tile"), ([224, 300], "multiple of the tile")],
 )
 def test_invalid_scales_are_refused(scales: list[int], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -72,3 +72,12 @@ def test_connector_types(kind: str) -> None:
     n_linear = {"linear": 1, "mlp2x_gelu": 2, "mlp3x_gelu": 3}[kind]
     assert sum(isinstance(m, torch.nn.Linear) for m in connector) == n_linear
     assert connector(torch.randn(2, 5, 12)).shape == (2, 5, 8)
+
+
+def test_single_high_resolution_scale_keeps_the_token_budget() -> None:
+    config = Llama3MedConfig(vision_config=_vit(), text_config=_llama(), scales=[896])
+    model = Llama3MedForConditionalGeneration(config).eval()
+    assert (config.num_image_tokens, config.connector_input_size) == (256, 48)
+    assert model.encode_images(torch.randn(1, 3, 896, 896)).shape == (1, 256, 48)
+    with pytest.raises(ValueError, match="differs from the ViT's image size 224"):
+        Llama3MedConfig(vision_config=_vit(), text_config=_llama(), scales=[896], tile_size=448)
