@@ -1,0 +1,204 @@
+"""`anonymize_dicom_folder` and the `anonymize` / `inspect-image` commands: identifiers gone from every
+output byte, pixels unchanged, UIDs pseudonymised consistently, reruns resume."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import typer
+from medical_files import PATIENT_STRINGS, SERIES_UID, STUDY_UID, ct_dataset, write_dicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from typer.testing import CliRunner
+
+from llama3med.cli.image_commands import register
+from llama3med.data.anonymize import REMOVED_KEYWORDS, anonymize_dicom_folder
+from llama3med.data.images import load_image
+
+pytestmark = pytest.mark.timeout(60)
+
+HU = np.array([[-1000, -500, 0], [40, 400, 1200]])
+FIRST_UID, SECOND_UID = "1.2.826.0.1.3680043.8.498.30001", "1.2.826.0.1.3680043.8.498.30002"
+OTHER_IDENTIFIERS = ("St Mary Hospital", "ACC-999", "House", "19700101", "CT-STATION-7", "private note")
+ORIGINAL_UIDS = (STUDY_UID, SERIES_UID, FIRST_UID, SECOND_UID)
+
+
+def identified_ct(instance_uid: str, referenced_uid: str) -> Dataset:
+    """A CT slice carrying identifiers at the top level, in a nested sequence and in a private element."""
+    ds = ct_dataset(HU, instance_uid=instance_uid)
+    ds.InstitutionName = "St Mary Hospital"
+    ds.AccessionNumber = "ACC-999"
+    ds.ReferringPhysicianName = "House^Gregory"
+    ds.StationName = "CT-STATION-7"
+    ds.StudyDate = "19700101"
+    ds.BurnedInAnnotation = "YES" if instance_uid == SECOND_UID else "NO"
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = ds.SOPClassUID
+    reference.ReferencedSOPInstanceUID = referenced_uid
+    reference.OperatorsName = "Doe^Jane"  # a person name nested in a sequence item
+    ds.ReferencedImageSequence = [reference]
+    block = ds.private_block(0x0009, "HOSPITAL PRIVATE", create=True)
+    block.add_new(0x01, "LO", "MRN-12345 private note")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.PatientBirthDate = "MRN-12345"  # invalid: value validation would quote it in a warning
+    return ds
+
+
+@pytest.fixture
+def source_folder(tmp_path: Path) -> Path:
+    """A PACS-style export: the patient's name in the folder, two slices of one series, a stray text file."""
+    folder = tmp_path / "export" / "Doe_Jane" / "CT"
+    folder.mkdir(parents=True)
+    write_dicom(folder / "slice1.dcm", identified_ct(FIRST_UID, SECOND_UID))
+    write_dicom(folder / "slice2.dcm", identified_ct(SECOND_UID, FIRST_UID))
+    (folder / "notes.txt").write_text("Doe^Jane MRN-12345")
+    return tmp_path / "export"
+
+
+def output_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.is_file())
+
+
+def test_identifiers_appear_in_no_output_byte_and_pixels_are_unchanged(
+    source_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "deidentified"
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = anonymize_dicom_folder(source_folder, out, key=b"k" * 32)
+    assert len(report.written) == 2 and report.already_present == []
+    assert [(path.name, reason) for path, reason in report.skipped] == [
+        ("notes.txt", "not a DICOM Part 10 file (no 'DICM' marker)")
+    ]
+    written = output_files(out)
+    assert written == sorted(report.written)
+    for path in written:
+        content = path.read_bytes()
+        assert "Doe_Jane" not in str(path.relative_to(out))
+        for text in (*PATIENT_STRINGS, *OTHER_IDENTIFIERS, *ORIGINAL_UIDS):
+            assert text.encode() not in content, f"{text!r} left in {path.name}"
+    logged = caplog.text + "".join(str(w.message) for w in caught) + report.summary()
+    for text in PATIENT_STRINGS:
+        assert text not in logged
+    originals = {FIRST_UID: pydicom.dcmread(source_folder / "Doe_Jane" / "CT" / "slice1.dcm")}
+    originals[SECOND_UID] = pydicom.dcmread(source_folder / "Doe_Jane" / "CT" / "slice2.dcm")
+    outputs = [pydicom.dcmread(path) for path in written]
+    for ds in outputs:
+        assert ds.PatientIdentityRemoved == "YES" and ds.PatientName == ds.PatientID
+        assert (
+            str(ds.PatientID).startswith("ANON-")
+            and ds.PatientBirthDate == ""
+            and "InstitutionName" not in ds
+        )
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert ds.SOPClassUID == originals[FIRST_UID].SOPClassUID  # class UIDs are kept
+        assert ds.ReferencedImageSequence[0].OperatorsName == ""
+    # One series in, one series out: shared UIDs map to the same pseudonym, references follow.
+    assert outputs[0].StudyInstanceUID == outputs[1].StudyInstanceUID != STUDY_UID
+    assert outputs[0].SeriesInstanceUID == outputs[1].SeriesInstanceUID
+    references = {ds.SOPInstanceUID: ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID for ds in outputs}
+    first, second = references
+    assert references == {first: second, second: first}  # each slice still points at the other one
+    for ds in outputs:  # both slices hold the same pixels
+        assert ds.PixelData == originals[FIRST_UID].PixelData == originals[SECOND_UID].PixelData
+        np.testing.assert_array_equal(ds.pixel_array, originals[FIRST_UID].pixel_array)
+    burned = pydicom.dcmread(report.burned_in[0])
+    assert len(report.burned_in) == 1 and burned.BurnedInAnnotation == "YES"
+
+
+def test_loader_sees_the_same_image_after_anonymization(source_folder: Path, tmp_path: Path) -> None:
+    report = anonymize_dicom_folder(source_folder, tmp_path / "out")
+    original = load_image(source_folder / "Doe_Jane" / "CT" / "slice1.dcm", window="abdomen")
+    np.testing.assert_array_equal(
+        np.asarray(load_image(report.written[0], window="abdomen")), np.asarray(original)
+    )
+
+
+def test_rerun_with_the_same_key_resumes_and_keep_uids(source_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = anonymize_dicom_folder(source_folder, out, key=b"secret")
+    again = anonymize_dicom_folder(source_folder, out, key=b"secret")
+    assert again.written == [] and sorted(again.already_present) == sorted(first.written)
+    other_key = anonymize_dicom_folder(source_folder, tmp_path / "other", key=b"another")
+    assert {p.name for p in other_key.written}.isdisjoint({p.name for p in first.written})
+    kept = anonymize_dicom_folder(source_folder, tmp_path / "kept", keep_uids=True)
+    assert sorted(p.name for p in kept.written) == [f"{FIRST_UID}.dcm", f"{SECOND_UID}.dcm"]
+    ds = pydicom.dcmread(kept.written[0])
+    assert ds.StudyInstanceUID == STUDY_UID and ds.PatientName != "Doe^Jane"
+
+
+def test_output_inside_source_and_links_refused(source_folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must not be inside the source folder"):
+        anonymize_dicom_folder(source_folder, source_folder / "out")
+    outside = tmp_path / "outside.dcm"
+    write_dicom(outside, identified_ct(FIRST_UID, SECOND_UID))
+    (source_folder / "link.dcm").symlink_to(outside)
+    report = anonymize_dicom_folder(source_folder, tmp_path / "out")
+    assert (source_folder / "link.dcm", "symbolic link not followed") in report.skipped
+
+
+def test_kept_uids_never_escape_the_output_folder(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    ds = identified_ct(FIRST_UID, SECOND_UID)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "../../escaped"
+        write_dicom(source / "hostile.dcm", ds)
+    report = anonymize_dicom_folder(source, tmp_path / "out" / "deep", keep_uids=True)
+    assert report.written == []
+    assert report.skipped == [(source / "hostile.dcm", "missing or malformed study, series or instance UID")]
+    assert [path.name for path in tmp_path.rglob("*.dcm")] == ["hostile.dcm"]
+
+
+def test_removed_keywords_are_real_dicom_attributes() -> None:
+    unknown = [keyword for keyword in REMOVED_KEYWORDS if tag_for_keyword(keyword) is None]
+    assert unknown == []
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def test_anonymize_command_with_key_file(source_folder: Path, tmp_path: Path) -> None:
+    key_file = tmp_path / "keys" / "anon.key"
+    result = CliRunner().invoke(
+        cli(), ["anonymize", str(source_folder), str(tmp_path / "out"), "--key-file", str(key_file)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 written, 0 already present, 1 skipped, 1 flagged for burned-in annotation" in result.output
+    assert key_file.stat().st_mode & 0o777 == 0o600 and len(bytes.fromhex(key_file.read_text())) == 32
+    again = CliRunner().invoke(
+        cli(), ["anonymize", str(source_folder), str(tmp_path / "out"), "--key-file", str(key_file)]
+    )
+    assert "0 written, 2 already present" in again.output
+    printed = [
+        line for line in (result.output + again.output).splitlines() if not line.startswith("skipped ")
+    ]
+    assert printed and all(text not in line for line in printed for text in PATIENT_STRINGS)
+
+
+def test_inspect_image_command_writes_png_and_prints_no_identifiers(
+    source_folder: Path, tmp_path: Path
+) -> None:
+    source = source_folder / "Doe_Jane" / "CT" / "slice1.dcm"
+    out = tmp_path / "slice.png"
+    result = CliRunner().invoke(cli(), ["inspect-image", str(source), "--out", str(out), "--window", "lung"])
+    assert result.exit_code == 0, result.output
+    assert "format: DICOM" in result.output and "window: lung (centre -600, width 1500)" in result.output
+    assert f"output: {out} (3 x 2, RGB)" in result.output
+    np.testing.assert_array_equal(np.asarray(load_image(out)), np.asarray(load_image(source, window="lung")))
+    printed = result.output.replace(str(source), "")
+    for text in (*PATIENT_STRINGS, *OTHER_IDENTIFIERS):
+        assert text not in printed
+    bad = CliRunner().invoke(cli(), ["inspect-image", str(source), "--out", str(out), "--frame", "4"])
+    assert bad.exit_code == 1 and "frame 4 out of range: the file has 1 frame(s), indices 0..0" in bad.output
