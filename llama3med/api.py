@@ -7,13 +7,15 @@ give the same answers for the same inputs.
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from transformers.generation.streamers import BaseStreamer
 
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
 from llama3med.model.processing import ImageInput, Llama3MedProcessor
@@ -106,44 +108,71 @@ class Llama3Med:
         return self.model.device
 
     # Batched generation ---------------------------------------------------------------------------
+    def render(self, request: ChatRequest) -> str:
+        """The prompt text of one request (chat template applied, `<image>` tag placed)."""
+        return self.processor.render_chat(with_image_tag(request.messages) if request.image is not None else request.messages)
+
+    def prompt_length(self, request: ChatRequest) -> int:
+        """Prompt tokens of one request, image tokens included (what `generate` reports as `prompt_tokens`)."""
+        return len(self.processor.tokenize(self.render(request)))
+
     def prepare(self, requests: Sequence[ChatRequest]) -> dict[str, torch.Tensor]:
         """Render, tokenise (left padding) and preprocess a batch of requests."""
-        prompts = [
-            self.processor.render_chat(with_image_tag(r.messages) if r.image is not None else r.messages)
-            for r in requests
-        ]
+        prompts = [self.render(r) for r in requests]
         images = [r.image for r in requests if r.image is not None]
         inputs = self.processor(prompts, images=images or None, padding_side="left")
         return {k: v.to(self.device) for k, v in inputs.items()}
 
-    def generate(self, requests: Sequence[ChatRequest], **generation: Any) -> list[GenerationResult]:
-        """Answer a batch of conversations in one `generate` call (left padding, KV cache)."""
+    def generate(
+        self,
+        requests: Sequence[ChatRequest],
+        *,
+        on_text: Callable[[int, str], None] | None = None,
+        **generation: Any,
+    ) -> list[GenerationResult]:
+        """Answer a batch of conversations in one `generate` call (left padding, KV cache).
+
+        `on_text(row, piece)`, if given, is called from this thread with each row's text as it is generated;
+        a row's pieces concatenate to exactly its result's `text`.
+        """
         settings = GenerationSettings(**generation)
         inputs = self.prepare(requests)
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        deltas = TextDeltas(self, settings, len(requests), on_text) if on_text is not None else None
         with self._lock, torch.inference_mode():
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)
-            output = self.model.generate(**inputs, **settings.generate_kwargs(self.processor))
+            output = self.model.generate(**inputs, **settings.generate_kwargs(self.processor), streamer=deltas)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        return [self._result(row, n_prompt, settings) for row, n_prompt in zip(new_tokens, prompt_lengths)]
+        results = [self._result(row, n_prompt, settings) for row, n_prompt in zip(new_tokens, prompt_lengths, strict=True)]
+        if deltas is not None:
+            deltas.finish(results)
+        return results
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        return set(eos if isinstance(eos, list) else [eos])
+
+    def completion_ids(self, ids: list[int]) -> tuple[list[int], bool]:
+        """Generated ids up to and including the first end-of-turn token (padding after it is not counted),
+        and whether that token was reached."""
+        eos_ids = self._eos_ids()
+        end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
+        if end is not None:
+            return ids[: end + 1], True
+        pad = self.processor.tokenizer.pad_token_id
+        return [t for t in ids if t != pad or t in eos_ids], False
+
+    def completion_text(self, completion: list[int], settings: GenerationSettings) -> tuple[str, bool]:
+        """Decoded completion cut before the first stop string (unstripped), and whether one was found."""
+        text = self.processor.decode(completion, skip_special_tokens=True)
+        cut = min((text.find(s) for s in settings.stop or () if s in text), default=-1)
+        return (text[:cut], True) if cut >= 0 else (text, False)
 
     def _result(self, tokens: torch.Tensor, prompt_tokens: int, settings: GenerationSettings) -> GenerationResult:
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos])
-        pad = self.processor.tokenizer.pad_token_id
-        ids = tokens.tolist()
-        # Generated ids up to and including the first end-of-turn token; padding after it is not counted.
-        end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
-        completion = ids[: end + 1] if end is not None else [t for t in ids if t != pad or t in eos_ids]
-        text = self.processor.decode(completion, skip_special_tokens=True)
-        finish = "stop" if end is not None else "length"
-        if settings.stop:
-            cut = min((text.find(s) for s in settings.stop if s in text), default=-1)
-            if cut >= 0:
-                text, finish = text[:cut], "stop"
-        if finish == "length" and len(completion) < settings.max_new_tokens:
-            finish = "stop"
+        completion, ended = self.completion_ids(tokens.tolist())
+        text, stopped = self.completion_text(completion, settings)
+        finish = "stop" if ended or stopped or len(completion) < settings.max_new_tokens else "length"
         return GenerationResult(text.strip(), int(prompt_tokens), len(completion), finish)
 
     # Conversation helpers -------------------------------------------------------------------------
@@ -155,28 +184,74 @@ class Llama3Med:
     def stream_chat(
         self, image: ImageInput | None, question: str, history: Sequence[Message] | None = None, **generation: Any
     ) -> Iterator[str]:
-        """Like `chat`, yielding text pieces as they are generated."""
-        from transformers import TextIteratorStreamer
+        """Like `chat`, yielding text pieces as they are generated; they concatenate to `chat`'s answer."""
+        return self.stream_generate(ChatRequest(image, build_messages(question, history)), **generation)
 
-        settings = GenerationSettings(**generation)
-        messages = build_messages(question, history)
-        inputs = self.prepare([ChatRequest(image, messages)])
-        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    def stream_generate(self, request: ChatRequest, **generation: Any) -> Iterator[str]:
+        """Like `generate` for one request, yielding its text pieces as they are generated."""
+        pieces: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
-                with self._lock, torch.inference_mode():
-                    if settings.seed is not None:
-                        torch.manual_seed(settings.seed)
-                    self.model.generate(**inputs, **settings.generate_kwargs(self.processor), streamer=streamer)
+                self.generate([request], on_text=lambda _row, piece: pieces.put(piece), **generation)
             except BaseException as error:  # surfaced in the caller's thread below
                 errors.append(error)
-                streamer.end()
+            finally:
+                pieces.put(None)
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        yield from (piece for piece in streamer if piece)
+        yield from iter(pieces.get, None)
         worker.join()
         if errors:
             raise errors[0]
+
+
+class TextDeltas(BaseStreamer):
+    """Turns the token ids `model.generate` emits each step ([B]) into per-row text pieces.
+
+    A piece is sent only once it cannot change any more: text that may still turn into a stop string,
+    an incomplete UTF-8 character and trailing whitespace (results are stripped) are held back, so the
+    pieces of a row always concatenate to exactly its final `GenerationResult.text`.
+    """
+
+    def __init__(self, api: Llama3Med, settings: GenerationSettings, batch_size: int, on_text: Callable[[int, str], None]) -> None:
+        self.api, self.settings, self.on_text = api, settings, on_text
+        self.ids: list[list[int]] = [[] for _ in range(batch_size)]
+        self.sent = [""] * batch_size
+        self.ended = [False] * batch_size
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate hands over the prompt ids [B, L] first
+            self.prompt_seen = True
+            return
+        for row, token in enumerate(value.reshape(-1).tolist()):  # one new token per row: [B]
+            if self.ended[row]:
+                continue
+            self.ids[row].append(token)
+            completion, self.ended[row] = self.api.completion_ids(self.ids[row])
+            self._send(row, self._settled_text(completion))
+
+    def end(self) -> None:
+        """Nothing to flush here: `finish` sends the remainder from the final results."""
+
+    def finish(self, results: Sequence[GenerationResult]) -> None:
+        """Send whatever of each row's final text was held back."""
+        for row, result in enumerate(results):
+            self._send(row, result.text)
+
+    def _settled_text(self, completion: list[int]) -> str:
+        text, stopped = self.api.completion_text(completion, self.settings)
+        text = text.lstrip()
+        if stopped:
+            return text.rstrip()
+        text = text.rstrip("\ufffd")  # an incomplete multi-byte character decodes to U+FFFD
+        held = max((k for s in self.settings.stop or () for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        return text[: len(text) - held].rstrip()
+
+    def _send(self, row: int, text: str) -> None:
+        if len(text) > len(self.sent[row]) and text.startswith(self.sent[row]):
+            self.on_text(row, text[len(self.sent[row]):])
+            self.sent[row] = text

@@ -1,0 +1,241 @@
+"""Every bad request gets its own 4xx in the OpenAI error format, and the server keeps answering."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import struct
+import zlib
+
+import httpx
+import openai
+import pytest
+from serve_helpers import API_KEY, data_url, image_message, png_bytes
+
+MiB = 1024 * 1024
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def huge_png_header(width: int = 30000, height: int = 30000) -> bytes:
+    """A well-formed PNG (valid CRCs) that declares 30000 x 30000 RGB pixels: a decompression bomb's header."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (width * 3 + 1) * 4)  # the first rows; a real bomb would go on for 2.7 GB
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.openai_base_url, api_key=API_KEY, max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def good_png(images) -> bytes:
+    return images["scan"].read_bytes()
+
+
+def assert_still_answers(server, client) -> None:
+    response = client.chat.completions.create(
+        model=server.model_name, messages=[image_message(data_url(server_png()), "Still there?")], max_tokens=4
+    )
+    assert response.choices[0].message.content is not None
+    assert httpx.get(f"{server.base_url}/health").json()["status"] == "ok"
+
+
+def server_png() -> bytes:
+    from PIL import Image
+
+    return png_bytes(Image.new("RGB", (40, 30), (120, 30, 200)))
+
+
+def error_of(call) -> openai.APIStatusError:
+    with pytest.raises(openai.APIStatusError) as caught:
+        call()
+    body = caught.value.body
+    assert set(body) == {"message", "type", "param", "code"}, body  # the client unwraps {"error": {...}}
+    assert body["message"]
+    return caught.value
+
+
+def bad_image_cases(good: bytes) -> dict[str, tuple[str, int, str, str]]:
+    """name -> (image URL, status, code, words the message must contain)."""
+    return {
+        "non-image payload": (data_url(b"%PDF-1.4 this is a document, not an image" * 20), 400, "invalid_image", ""),
+        "text media type": (data_url(b"hello", "text/plain"), 400, "invalid_image", "not an image"),
+        "truncated PNG": (data_url(good[: len(good) // 2]), 400, "invalid_image", ""),
+        "30000 x 30000 PNG header": (data_url(huge_png_header()), 400, "invalid_image", ""),
+        "file URL": ("file:///etc/passwd", 400, "unsupported_image_url", "never reads local files"),
+        "path traversal": ("../../../../etc/passwd", 400, "unsupported_image_url", "never reads local files"),
+        "http URL": ("http://127.0.0.1:9/x.png", 400, "unsupported_image_url", "fetches remote URLs"),
+        "not base64": ("data:image/png;base64,@@@not-base64@@@", 400, "invalid_image_url", "base64"),
+        "data URL without base64": ("data:image/png,rawbytes", 400, "invalid_image_url", "base64"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "non-image payload",
+        "text media type",
+        "truncated PNG",
+        "30000 x 30000 PNG header",
+        "file URL",
+        "path traversal",
+        "http URL",
+        "not base64",
+        "data URL without base64",
+    ],
+)
+def test_bad_image_is_refused_and_server_survives(server, client, good_png, case) -> None:
+    url, status, code, words = bad_image_cases(good_png)[case]
+    error = error_of(
+        lambda: client.chat.completions.create(model=server.model_name, messages=[image_message(url, "What is it?")], max_tokens=4)
+    )
+    assert (error.status_code, error.body["code"]) == (status, code), error.body
+    assert error.body["param"] == "messages[0].content[0].image_url"
+    assert words in error.body["message"]
+    assert_still_answers(server, client)
+
+
+def test_remote_image_url_is_never_fetched(server, client) -> None:
+    with socket.socket() as listener:  # a local "remote" host: any fetch would connect here
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/scan.png"
+        error = error_of(
+            lambda: client.chat.completions.create(model=server.model_name, messages=[image_message(url, "Read it")], max_tokens=4)
+        )
+        assert error.status_code == 400
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
+def test_no_image(server, client) -> None:
+    error = error_of(
+        lambda: client.chat.completions.create(model=server.model_name, messages=[{"role": "user", "content": "Hello?"}], max_tokens=4)
+    )
+    assert (error.status_code, error.body["code"]) == (400, "missing_image")
+    assert_still_answers(server, client)
+
+
+def test_ten_megabytes_of_text(server, client) -> None:
+    text = "lesion " * (10 * MiB // 7)
+    error = error_of(
+        lambda: client.chat.completions.create(
+            model=server.model_name, messages=[image_message(data_url(server_png()), text)], max_tokens=4
+        )
+    )
+    assert (error.status_code, error.body["code"]) == (400, "context_length_exceeded")
+    assert "limit is 200000" in error.body["message"]
+    assert_still_answers(server, client)
+
+
+def test_prompt_over_the_context_length(server, client, tiny_api) -> None:
+    context = tiny_api.model.config.text_config.max_position_embeddings
+    error = error_of(
+        lambda: client.chat.completions.create(
+            model=server.model_name, messages=[image_message(data_url(server_png()), "cyst " * context)], max_tokens=4
+        )
+    )
+    assert (error.status_code, error.body["code"]) == (400, "context_length_exceeded")
+    assert "tokens" in error.body["message"]
+
+
+def test_body_over_the_limit(server) -> None:
+    response = httpx.post(
+        f"{server.openai_base_url}/chat/completions",
+        content=b"{" + b" " * (13 * MiB) + b"}",
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_unknown_model(server, client) -> None:
+    error = error_of(
+        lambda: client.chat.completions.create(model="gpt-4o", messages=[image_message(data_url(server_png()), "Hi")], max_tokens=4)
+    )
+    assert (error.status_code, error.body["code"], error.body["param"]) == (404, "model_not_found", "model")
+    assert_still_answers(server, client)
+
+
+@pytest.mark.parametrize("key, code", [(None, "missing_api_key"), ("wrong-key", "invalid_api_key")])
+def test_missing_or_wrong_api_key(server, client, key, code) -> None:
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+    body = {"model": server.model_name, "messages": [image_message(data_url(server_png()), "Hi")], "max_tokens": 4}
+    for method, path, payload in (("POST", "/chat/completions", body), ("GET", "/models", None)):
+        response = httpx.request(method, f"{server.openai_base_url}{path}", json=payload, headers=headers, timeout=30)
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["code"] == code
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert_still_answers(server, client)
+
+
+@pytest.mark.parametrize(
+    "change, param, code",
+    [
+        ({"max_tokens": 100_000}, "max_tokens", "max_tokens_exceeded"),
+        ({"max_tokens": 0}, "max_tokens", "invalid_value"),
+        ({"temperature": 5}, "temperature", "invalid_value"),
+        ({"top_p": 0}, "top_p", "invalid_value"),
+        ({"n": 3}, "n", "invalid_value"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_value"),
+        ({"messages": []}, "messages", "invalid_value"),
+    ],
+)
+def test_bad_settings(server, client, change, param, code) -> None:
+    request = {"model": server.model_name, "messages": [image_message(data_url(server_png()), "Hi")], "max_tokens": 4} | change
+    error = error_of(lambda: client.chat.completions.create(**request))
+    assert (error.status_code, error.body["param"], error.body["code"]) == (400, param, code)
+
+
+def test_structural_errors(server, client) -> None:
+    url = data_url(server_png())
+    cases = {
+        "two images": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "image_url", "image_url": {"url": url}}]}
+        ],
+        "image in an assistant turn": [
+            image_message(url, "Hi"),
+            {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": url}}]},
+            {"role": "user", "content": "and?"},
+        ],
+        "reserved token": [image_message(url, "Compare with <image> please")],
+        "assistant turn last": [image_message(url, "Hi"), {"role": "assistant", "content": "Hello"}],
+        "tool role": [image_message(url, "Hi"), {"role": "tool", "content": "x", "tool_call_id": "1"}],
+    }
+    codes = {}
+    for name, messages in cases.items():
+        error = error_of(lambda m=messages: client.chat.completions.create(model=server.model_name, messages=m, max_tokens=4))
+        assert error.status_code == 400, name
+        codes[name] = error.body["code"]
+    assert codes == {
+        "two images": "too_many_images",
+        "image in an assistant turn": "invalid_image",
+        "reserved token": "reserved_token",
+        "assistant turn last": "invalid_value",
+        "tool role": "invalid_value",
+    }
+    assert_still_answers(server, client)
+
+
+def test_malformed_json_and_unknown_routes(server) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    response = httpx.post(f"{server.openai_base_url}/chat/completions", content=b'{"model": "x", "messages": [', headers=headers)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+    response = httpx.get(f"{server.base_url}/v1/completions", headers=headers)
+    assert response.status_code == 404 and response.json()["error"]["type"] == "not_found_error"
+    response = httpx.get(f"{server.openai_base_url}/chat/completions", headers=headers)
+    assert response.status_code == 405
+
+
+def test_base64_with_line_breaks_is_accepted(server, client) -> None:
+    encoded = base64.encodebytes(server_png()).decode()  # MIME style: a newline every 76 characters
+    response = client.chat.completions.create(
+        model=server.model_name, messages=[image_message(f"data:image/png;base64,{encoded}", "Hi")], max_tokens=4
+    )
+    assert response.usage.completion_tokens > 0
