@@ -226,6 +226,9 @@ def serve(
         int | None, typer.Option(min=1, help="Most prompt tokens (default: context length minus max_tokens).")
     ] = None,
     max_concurrent_requests: Annotated[int, typer.Option(min=1, help="Requests in flight before new ones get a 429.")] = DEFAULTS.max_concurrent_requests,
+    allow_text_only: Annotated[
+        bool, typer.Option(help="Answer conversations without an image with the language model alone (off: such requests get a 400).")
+    ] = False,
     batch_window_ms: Annotated[float, typer.Option(min=0.0, help="How long to collect concurrent requests into one batch.")] = 10.0,
     max_batch_size: Annotated[int, typer.Option(min=1, help="Most requests per generate call (1 turns batching off).")] = 16,
     device: Device = None,
@@ -244,6 +247,7 @@ def serve(
         max_prompt_chars=max_prompt_chars,
         max_prompt_tokens=max_prompt_tokens,
         max_concurrent_requests=max_concurrent_requests,
+        require_image=not allow_text_only,
     )
     if not (model / "config.json").is_file():
         raise typer.BadParameter(f"{model} is not a Llama3-Med model folder (no config.json)", param_hint="--model")

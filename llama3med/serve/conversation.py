@@ -24,8 +24,8 @@ class ParsedConversation:
     """Messages for `ChatRequest` (the `<image>` tag placed where the image was) and the raw image bytes."""
 
     messages: list[Message]
-    image_bytes: bytes
-    image_param: str  # where the image was in the request, e.g. "messages[0].content[1].image_url"
+    image_bytes: bytes | None  # None for a text-only conversation (allowed by `ServerLimits.require_image=False`)
+    image_param: str | None  # where the image was in the request, e.g. "messages[0].content[1].image_url"
 
 
 def decode_data_url(url: str, param: str, max_bytes: int) -> bytes:
@@ -99,11 +99,11 @@ def parse_conversation(body: ChatCompletionRequest, limits: ServerLimits, reserv
         )
     if messages[-1]["role"] != "user":
         raise APIError(400, "messages: the last message must be a user turn", code="invalid_value", param="messages")
-    if image is None:
+    if image is None and limits.require_image:
         raise APIError(
             400,
             "messages: no image; Llama3-Med answers questions about an image: add an image_url part with a data: URL",
             code="missing_image",
             param="messages",
         )
-    return ParsedConversation(messages, *image)
+    return ParsedConversation(messages, *(image or (None, None)))

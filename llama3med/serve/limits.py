@@ -16,6 +16,8 @@ class ServerLimits:
     """Upper bounds for one request and for the server as a whole.
 
     `max_prompt_tokens=None` means the model's context length minus the request's `max_tokens`.
+    `require_image=False` (`--allow-text-only`) lets text-only conversations through to the language model,
+    e.g. when the server is the LLM behind `llama3med instruct generate`.
     """
 
     max_body_bytes: int = 12 * MiB
@@ -25,6 +27,7 @@ class ServerLimits:
     max_prompt_chars: int = 200_000
     max_prompt_tokens: int | None = None
     max_concurrent_requests: int = 64
+    require_image: bool = True
 
     def image_limits(self) -> ImageLimits:
         """The image loader's limits for images sent to the server (imported lazily: it pulls in decoders)."""

@@ -164,7 +164,7 @@ def create_app(
         from llama3med.data.images import ImageLoadError, load_image
 
         try:
-            image = load_image(parsed.image_bytes, limits=limits.image_limits())
+            image = None if parsed.image_bytes is None else load_image(parsed.image_bytes, limits=limits.image_limits())
         except ImageLoadError as error:
             raise APIError(400, f"{parsed.image_param}: {error.reason}", code="invalid_image", param=parsed.image_param) from None
         request = ChatRequest(image, parsed.messages)

@@ -57,7 +57,7 @@ def served_model(small_model_dir: Path):
     port = free_port()
     log = (small_model_dir / "serve.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama3med", "serve", "--model", str(small_model_dir), "--port", str(port)],
+        [sys.executable, "-m", "llama3med", "serve", "--model", str(small_model_dir), "--port", str(port), "--allow-text-only"],
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -239,3 +239,24 @@ def test_base64_with_line_breaks_is_accepted(server, client) -> None:
         model=server.model_name, messages=[image_message(f"data:image/png;base64,{encoded}", "Hi")], max_tokens=4
     )
     assert response.usage.completion_tokens > 0
+
+
+def test_text_only_requests_are_answered_when_allowed(tiny_model_dir) -> None:
+    """`--allow-text-only` (ServerLimits.require_image=False) lets a caption-to-conversation LLM job use the server."""
+    from fastapi.testclient import TestClient
+
+    from llama3med.api import ChatRequest, Llama3Med
+    from llama3med.serve.limits import ServerLimits
+    from llama3med.serve.openai_server import create_app
+
+    api = Llama3Med.from_pretrained(tiny_model_dir)
+    messages = [{"role": "user", "content": "Write a question about a chest x-ray."}]
+    expected = api.generate([ChatRequest(None, messages)], max_new_tokens=8)[0].text
+    body = {"model": "m", "messages": messages, "max_tokens": 8}
+    with TestClient(create_app(api, model_name="m", limits=ServerLimits(require_image=False))) as client:
+        response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == expected
+    with TestClient(create_app(api, model_name="m")) as client:
+        refused = client.post("/v1/chat/completions", json=body)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "missing_image"
