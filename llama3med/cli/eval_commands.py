@@ -1,0 +1,146 @@
+"""`llama3med eval` (run a model on VQA-RAD / SLAKE / PathVQA and write the report) and `llama3med score`
+(score an existing predictions JSONL, no model needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console(soft_wrap=True)  # tables and paths stay on one line each
+errors = Console(stderr=True, soft_wrap=True)  # soft wrap: paths in messages stay on one line
+
+SHARED_BENCHMARKS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+LAYOUT_HELP = "Data layout: auto, jsonl (shared layout), original (release files) or parquet (Hugging Face folder)."
+
+
+def fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+def build_answerer(model: Path | None, backend: str, endpoint: str | None, served_model: str | None, api_key_env: str,
+                   concurrency: int, retries: int, decoding, device: str | None, dtype: str | None):
+    """The answerer for the CLI options: an endpoint, our checkpoint, or any HF image-text-to-text folder."""
+    from llama3med.eval.answerers import HFImageTextAnswerer, Llama3MedAnswerer, OpenAIChatAnswerer
+
+    if endpoint:
+        name = served_model or (str(model) if model else None)
+        if not name:
+            raise ValueError("--endpoint needs --served-model (the model name the endpoint serves)")
+        return OpenAIChatAnswerer(endpoint, name, decoding, api_key=os.environ.get(api_key_env), max_concurrency=concurrency, max_retries=retries)
+    if model is None:
+        raise ValueError("give --model (a model folder) or --endpoint")
+    config = model / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{model} is not a model folder (no config.json)")
+    if backend == "auto":
+        backend = "llama3med" if json.loads(config.read_text()).get("model_type") == "llama3med" else "hf"
+    if backend == "llama3med":
+        return Llama3MedAnswerer.from_pretrained(model, decoding, device=device, dtype=dtype)
+    if backend == "hf":
+        return HFImageTextAnswerer.from_pretrained(model, decoding, device=device, dtype=dtype)
+    raise ValueError(f"--backend must be auto, llama3med or hf, got {backend!r}")
+
+
+def eval_command(
+    model: Path | None = typer.Option(None, "--model", help="Model folder: a Llama3-Med checkpoint or any Hugging Face image-text-to-text model."),
+    benchmarks: str = typer.Option("vqa-rad,slake,pathvqa", help="Comma-separated: vqa-rad, slake, pathvqa, or paths of your own .jsonl/.csv files."),
+    data_root: Path = typer.Option(SHARED_BENCHMARKS, help="Folder holding one folder per benchmark (vqa-rad/, slake/, pathvqa/)."),
+    out: Path | None = typer.Option(None, help="Output folder (predictions, report.md/json, breakdowns.png); default eval-results/<model name>."),
+    limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N questions of each benchmark."),
+    batch_size: int = typer.Option(16, min=1, help="Questions per generate call (left padded, KV cache)."),
+    seed: int = typer.Option(0, help="Random seed (matters only when sampling)."),
+    max_new_tokens: int = typer.Option(64, min=1, help="Longest answer in tokens."),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy decoding (the protocol's default)."),
+    top_p: float = typer.Option(1.0, min=0.0, max=1.0, help="Nucleus sampling threshold (only when temperature > 0)."),
+    prompts: Path | None = typer.Option(None, help="Folder with closed.txt and open.txt prompt templates (default: the packaged ones)."),
+    layout: str = typer.Option("auto", help=LAYOUT_HELP),
+    slake_language: str = typer.Option("en", help="SLAKE questions: en (official English test split) or zh."),
+    backend: str = typer.Option("auto", help="auto (from config.json), llama3med, or hf (AutoModelForImageTextToText)."),
+    endpoint: str | None = typer.Option(None, help="Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1 (instead of a local model)."),
+    served_model: str | None = typer.Option(None, help="Model name to request from --endpoint."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", help="Environment variable holding the endpoint's API key."),
+    concurrency: int = typer.Option(8, min=1, help="Endpoint only: most requests in flight at once."),
+    retries: int = typer.Option(3, min=0, help="Endpoint only: retries per request (exponential backoff)."),
+    device: str | None = typer.Option(None, help="Torch device for local models, e.g. cuda or cpu."),
+    dtype: str | None = typer.Option(None, help="Torch dtype for local models, e.g. bfloat16 (default float32)."),
+    overwrite: bool = typer.Option(False, help="Discard earlier predictions in --out instead of resuming."),
+) -> None:
+    """Zero-shot evaluation: greedy, fixed prompt templates, batched; predictions stream to JSONL and a rerun resumes."""
+    from rich.progress import Progress
+
+    from llama3med.eval.answerers import Decoding
+    from llama3med.eval.benchmarks import resolve_benchmark
+    from llama3med.eval.pipeline import evaluate
+    from llama3med.eval.templates import PromptTemplates
+
+    specs = [s.strip() for s in benchmarks.split(",") if s.strip()]
+    out = out or Path("eval-results") / (model.name if model else (served_model or "endpoint"))
+    decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    command = ["llama3med", "eval", *(["--model", str(model)] if model else []), *(["--endpoint", endpoint] if endpoint else []),
+               *(["--served-model", served_model] if served_model else []), "--benchmarks", ",".join(specs),
+               "--data-root", str(data_root), "--out", str(out), "--batch-size", str(batch_size), "--seed", str(seed),
+               "--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature),
+               *(["--limit", str(limit)] if limit else []), *(["--prompts", str(prompts)] if prompts else [])]
+    try:
+        loaded = [resolve_benchmark(spec, data_root, layout=layout, language=slake_language) for spec in specs]
+        for benchmark in loaded:
+            for mismatch in benchmark.check_counts():
+                errors.print(f"[yellow]warning:[/] split size differs from the official count: {mismatch}")
+        templates = PromptTemplates.load(prompts)
+        answerer = build_answerer(model, backend, endpoint, served_model, api_key_env, concurrency, retries, decoding, device, dtype)
+        with Progress(console=console, transient=True) as progress:
+            tasks = {b.name: progress.add_task(b.name, total=len(b.limited(limit).questions)) for b in loaded}
+            report = evaluate(answerer, loaded, templates, out, decoding=decoding, batch_size=batch_size, limit=limit,
+                              model_dir=model if not endpoint else None, command=shlex.join(command), overwrite=overwrite,
+                              on_batch=lambda name, n: progress.advance(tasks[name], n))
+    except (OSError, ValueError, RuntimeError) as error:
+        resumable = (out / "predictions").is_dir()
+        raise fail(f"{error}" + ("\n(predictions made so far are kept; rerun the same command to resume)" if resumable else "")) from error
+    console.print((out / "report.md").read_text(encoding="utf-8"))
+    console.print(f"[green]label:[/] {report['label']}; files in {out}")
+
+
+def score_command(
+    benchmark: str = typer.Option(..., help="vqa-rad, slake, pathvqa, or a path to your own .jsonl/.csv file."),
+    data_root: Path = typer.Option(SHARED_BENCHMARKS, help="Folder holding one folder per benchmark (vqa-rad/, slake/, pathvqa/)."),
+    predictions: Path = typer.Option(..., exists=True, dir_okay=False, help='JSONL with one {"id", "prediction"} per question.'),
+    out: Path = typer.Option(..., help="JSON file to write the figures to."),
+    limit: int | None = typer.Option(None, min=1, help="Score only the first N questions (as `eval --limit N` produced)."),
+    layout: str = typer.Option("auto", help=LAYOUT_HELP),
+    slake_language: str = typer.Option("en", help="SLAKE questions: en or zh."),
+) -> None:
+    """Score an existing predictions JSONL without loading any model (predictions from anywhere)."""
+    from llama3med.eval.benchmarks import resolve_benchmark
+    from llama3med.eval.scoring import score_file
+
+    try:
+        full = resolve_benchmark(benchmark, data_root, layout=layout, language=slake_language)
+        scores = score_file(full.limited(limit), predictions)
+    except (OSError, ValueError) as error:
+        raise fail(str(error)) from error
+    result = {"benchmarks": {full.name: {**scores, "official_count_mismatches": full.check_counts(), "limit": limit}}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    llava, strict = scores["llava_med"], scores["strict"]
+
+    def show(value: float | None) -> str:
+        return "–" if value is None else f"{value:.2f}"
+
+    console.print(
+        f"{full.name}: LLaVA-Med open recall {show(llava['open_recall'])}, closed accuracy {show(llava['closed_accuracy'])}; "
+        f"strict closed {show(strict['closed_accuracy'])}, open EM {show(strict['open_exact_match'])}, "
+        f"open F1 {show(strict['open_f1'])}, BLEU-1 {show(scores['bleu1'])} "
+        f"({scores['counts']['open']} open / {scores['counts']['closed']} closed) -> {out}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `eval` and `score` to the CLI."""
+    app.command("eval")(eval_command)
+    app.command("score")(score_command)

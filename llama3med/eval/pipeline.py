@@ -1,0 +1,99 @@
+"""`evaluate`: run the protocol on several benchmarks, score, check contamination, write the report.
+
+Output folder layout:
+
+    <out>/run.json                  settings the predictions were made with (a rerun must match them)
+    <out>/predictions/<name>.jsonl  one {"id", "prediction"} per line, appended as produced
+    <out>/report.json               every figure and setting
+    <out>/report.md                 the field's table beside published baselines, strict metrics, test sets
+    <out>/breakdowns.png            figures per answer type and per dataset category
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from llama3med.eval.answerers import Answerer, Decoding
+from llama3med.eval.benchmarks import Benchmark
+from llama3med.eval.report import (
+    PUBLISHED_LABEL,
+    PUBLISHED_SOURCE,
+    PUBLISHED_ZERO_SHOT,
+    contamination_check,
+    package_versions,
+    write_report,
+)
+from llama3med.eval.runner import check_run_settings, run_benchmark
+from llama3med.eval.scoring import score_benchmark
+from llama3med.eval.templates import PromptTemplates
+
+
+def evaluate(
+    answerer: Answerer,
+    benchmarks: Sequence[Benchmark],
+    templates: PromptTemplates,
+    out_dir: str | Path,
+    *,
+    decoding: Decoding,
+    batch_size: int = 16,
+    limit: int | None = None,
+    model_dir: str | Path | None = None,
+    command: str = "",
+    overwrite: bool = False,
+    on_batch: Callable[[str, int], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate `answerer` on the first `limit` questions (all when None) of each full-split `benchmark`
+    and write the report files into `out_dir`. Rerunning with the same settings resumes; `overwrite`
+    starts over. `model_dir` is where training manifests are looked for. Returns the report dict."""
+    out_dir = Path(out_dir)
+    if overwrite:
+        shutil.rmtree(out_dir / "predictions", ignore_errors=True)
+        (out_dir / "run.json").unlink(missing_ok=True)
+    prompts = templates.describe()
+    settings = {
+        "model": answerer.describe(),
+        "decoding": decoding.as_dict(),
+        "prompts": {k: v["sha256"] for k, v in prompts.items() if isinstance(v, dict)},
+        "data": {b.name: {"source": b.source, "layout": b.layout, "language": b.language} for b in benchmarks},
+    }
+    check_run_settings(out_dir / "run.json", settings)
+    results, runs, evaluated = {}, {}, []
+    for benchmark in benchmarks:
+        subset = benchmark.limited(limit)
+        path = out_dir / "predictions" / f"{benchmark.name}.jsonl"
+        progress = (lambda n, name=benchmark.name: on_batch(name, n)) if on_batch else None
+        predictions = run_benchmark(answerer, subset, templates, path, batch_size=batch_size, on_batch=progress)
+        results[benchmark.name] = score_benchmark(subset, predictions, str(path))
+        runs[benchmark.name] = {
+            "data": benchmark.source,
+            "layout": benchmark.layout,
+            "language": benchmark.language,
+            "limit": limit,
+            "full_size": len(benchmark.questions),
+            "official_count_mismatches": benchmark.check_counts(),
+            "predictions": str(path),
+            "predictions_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
+        evaluated.append(subset)
+    contamination = contamination_check(model_dir, evaluated)
+    report = {
+        "label": contamination["label"],
+        "model": answerer.describe(),
+        "benchmarks": results,
+        "runs": runs,
+        "contamination": contamination,
+        "published_baselines": {"label": PUBLISHED_LABEL, "source": PUBLISHED_SOURCE, "rows": PUBLISHED_ZERO_SHOT},
+        "prompts": prompts,
+        "decoding": decoding.as_dict(),
+        "batch_size": batch_size,
+        "packages": package_versions(),
+        "command": command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_report(report, out_dir)
+    return report

@@ -1,0 +1,114 @@
+"""The evaluation protocol: fixed prompt templates, batched answers, predictions streamed to JSONL.
+
+Predictions are appended one `{"id", "prediction"}` line per question and flushed after every batch, so
+an interrupted run loses at most one batch; a rerun reads the file, drops a torn last line, and answers
+only the questions without a prediction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from llama3med.eval.answerers import Answerer
+from llama3med.eval.benchmarks import Benchmark, Question
+from llama3med.eval.templates import PromptTemplates
+
+T = TypeVar("T")
+
+
+class ResumeError(ValueError):
+    """An existing predictions file cannot be continued (corrupt line, foreign ids, other settings)."""
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def completed_predictions(path: Path, benchmark: Benchmark) -> dict[str, str]:
+    """Predictions already in `path` (empty if it does not exist). A torn last line (the process was
+    killed while writing) is cut off; any other bad line, an unknown id or a repeated id is an error."""
+    if not path.exists():
+        return {}
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        cut = raw.rfind(b"\n") + 1
+        with path.open("r+b") as handle:  # drop the partial line; its question is answered again
+            handle.truncate(cut)
+        raw = raw[:cut]
+    known = {q.id for q in benchmark.questions}
+    done: dict[str, str] = {}
+    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            qid, prediction = str(record["id"]), record["prediction"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ResumeError(f"{path}:{number}: not a prediction line ({error}); remove the file to start over") from error
+        if qid not in known:
+            raise ResumeError(f"{path}:{number}: id {qid!r} is not a question of {benchmark.name} ({benchmark.source})")
+        if qid in done:
+            raise ResumeError(f"{path}:{number}: id {qid!r} appears twice")
+        done[qid] = prediction
+    return done
+
+
+def check_run_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Record `settings` in `path` (JSON) on the first run; on a rerun, refuse to continue predictions that
+    were made with other settings (a different model, decoding, prompts or test data)."""
+    if path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in settings.keys() | previous.keys() if settings.get(k) != previous.get(k))
+        if changed:
+            raise ResumeError(
+                f"{path.parent} holds predictions made with other settings (changed: {', '.join(changed)});"
+                " use a new --out folder or --overwrite"
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def run_benchmark(
+    answerer: Answerer,
+    benchmark: Benchmark,
+    templates: PromptTemplates,
+    predictions_path: Path,
+    *,
+    batch_size: int = 16,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, str]:
+    """Answer every question of `benchmark` that has no prediction in `predictions_path` yet.
+
+    Images are loaded through `llama3med.data.images.load_image` (a few kept in memory, since consecutive
+    questions often share one). Returns all predictions by id, in question order.
+    """
+    from llama3med.data.images import load_image
+
+    load = lru_cache(maxsize=64)(load_image)
+    done = completed_predictions(predictions_path, benchmark)
+    todo = [q for q in benchmark.questions if q.id not in done]
+    predictions_path.parent.mkdir(parents=True, exist_ok=True)
+    with predictions_path.open("a", encoding="utf-8") as out:
+        for batch in batched(todo, batch_size):
+            answers = answer_batch(answerer, batch, templates, load)
+            for question, answer in zip(batch, answers, strict=True):
+                out.write(json.dumps({"id": question.id, "prediction": answer}, ensure_ascii=False) + "\n")
+                done[question.id] = answer
+            out.flush()
+            if on_batch is not None:
+                on_batch(len(batch))
+    return {q.id: done[q.id] for q in benchmark.questions}
+
+
+def answer_batch(answerer: Answerer, batch: Sequence[Question], templates: PromptTemplates, load: Callable[[Any], Any]) -> list[str]:
+    images = [load(q.image) for q in batch]
+    answers = answerer.answer(images, [templates.render(q) for q in batch])
+    if len(answers) != len(batch) or not all(isinstance(a, str) for a in answers):
+        raise TypeError(f"answerer returned {len(answers)} answers for {len(batch)} questions (ids {batch[0].id}..{batch[-1].id})")
+    return answers

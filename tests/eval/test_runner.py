@@ -1,0 +1,115 @@
+"""The `eval` protocol end to end on our own checkpoints: full VQA-RAD on the `tiny` preset, resume after an
+interruption, refusal to mix settings; a 50-question run on the `small` preset (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from llama3med.cli.main import app
+from llama3med.eval.answerers import Decoding, Llama3MedAnswerer, config_sha256
+from llama3med.eval.benchmarks import load_benchmark
+from llama3med.eval.runner import ResumeError, completed_predictions
+from llama3med.eval.templates import PromptTemplates
+
+
+def run_eval(model: Path, data_root: Path, out: Path, *extra: str) -> None:
+    args = ["eval", "--model", str(model), "--benchmarks", "vqa-rad", "--data-root", str(data_root), "--out", str(out), *extra]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+
+def test_full_vqa_rad_run_on_the_tiny_preset(tiny_model_dir: Path, benchmarks_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny-eval"
+    run_eval(tiny_model_dir, benchmarks_dir, out, "--max-new-tokens", "3", "--batch-size", "32")
+    predictions = out / "predictions" / "vqa-rad.jsonl"
+    ids = [json.loads(line)["id"] for line in predictions.read_text().splitlines()]
+    assert ids == [q.id for q in load_benchmark("vqa-rad", benchmarks_dir / "vqa-rad").questions]
+    report = json.loads((out / "report.json").read_text())
+    scores = report["benchmarks"]["vqa-rad"]
+    assert scores["counts"] == {"open": 179, "closed": 272, "questions": 451, "images": 203}
+    assert set(scores) >= {"llava_med", "strict", "bleu1", "counts", "breakdowns"}
+    assert set(scores["llava_med"]) == {"open_recall", "closed_accuracy"}
+    assert set(scores["strict"]) == {"closed_accuracy", "open_exact_match", "open_f1"}
+    assert report["runs"]["vqa-rad"]["official_count_mismatches"] == []
+    assert report["model"] == {"kind": "llama3med", "path": str(tiny_model_dir), "config_sha256": config_sha256(tiny_model_dir)}
+    assert report["prompts"]["closed"]["text"] == PromptTemplates.load().texts["CLOSED"]
+    assert report["decoding"] == {"max_new_tokens": 3, "temperature": 0.0, "top_p": 1.0, "seed": 0}
+    assert report["label"].startswith("zero-shot (unverified") and "torch" in report["packages"]
+    assert "| **" in (out / "report.md").read_text() and (out / "breakdowns.png").stat().st_size > 10_000
+
+    # A rerun finds every prediction done: nothing is generated again and the figures are the same.
+    before = predictions.read_bytes()
+    run_eval(tiny_model_dir, benchmarks_dir, out, "--max-new-tokens", "3", "--batch-size", "32")
+    assert predictions.read_bytes() == before
+    assert json.loads((out / "report.json").read_text())["benchmarks"] == report["benchmarks"]
+
+    # `score` on the same predictions gives the same figures as `eval` wrote.
+    result = CliRunner().invoke(app, ["score", "--benchmark", "vqa-rad", "--data-root", str(benchmarks_dir),
+                                      "--predictions", str(predictions), "--out", str(tmp_path / "scores.json")])
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "scores.json").read_text())["benchmarks"]["vqa-rad"]
+    assert {k: scored[k] for k in ("llava_med", "strict", "bleu1", "counts", "breakdowns")} == {
+        k: scores[k] for k in ("llava_med", "strict", "bleu1", "counts", "breakdowns")
+    }
+
+
+def test_resume_after_an_interruption(tiny_model_dir: Path, small_benchmark_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    options = ("--max-new-tokens", "4", "--batch-size", "2")
+    run_eval(tiny_model_dir, small_benchmark_dir.parent, out, *options)
+    predictions = out / "predictions" / "vqa-rad.jsonl"
+    complete = predictions.read_text()
+    # Killed while writing the second batch: one full batch on disk and a torn line.
+    predictions.write_text("".join(complete.splitlines(keepends=True)[:2]) + '{"id": "q3", "predic')
+    run_eval(tiny_model_dir, small_benchmark_dir.parent, out, *options)
+    assert predictions.read_text() == complete
+
+    result = CliRunner().invoke(app, ["eval", "--model", str(tiny_model_dir), "--benchmarks", "vqa-rad", "--data-root",
+                                      str(small_benchmark_dir.parent), "--out", str(out), "--max-new-tokens", "5"])
+    assert result.exit_code == 1 and "holds predictions made with other settings (changed: decoding)" in result.output
+    run_eval(tiny_model_dir, small_benchmark_dir.parent, out, "--max-new-tokens", "5", "--overwrite")
+    assert json.loads((out / "run.json").read_text())["decoding"]["max_new_tokens"] == 5
+
+
+def test_corrupt_or_foreign_prediction_lines_stop_a_resume(small_benchmark_dir: Path, tmp_path: Path) -> None:
+    benchmark = load_benchmark("vqa-rad", small_benchmark_dir)
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "q1", "prediction": "a"}\nnot json\n{"id": "q2", "prediction": "b"}\n')
+    with pytest.raises(ResumeError, match=r"p\.jsonl:2: not a prediction line"):
+        completed_predictions(path, benchmark)
+    path.write_text('{"id": "q1", "prediction": "a"}\n{"id": "zz", "prediction": "b"}\n')
+    with pytest.raises(ResumeError, match=r"p\.jsonl:2: id 'zz' is not a question of vqa-rad"):
+        completed_predictions(path, benchmark)
+
+
+def test_llama3med_batched_answers_equal_one_at_a_time(tiny_model_dir: Path) -> None:
+    answerer = Llama3MedAnswerer.from_pretrained(tiny_model_dir, Decoding(max_new_tokens=6))
+    images = [Image.new("RGB", (50 + 13 * i, 40), (40 * i, 90, 200 - 30 * i)) for i in range(4)]
+    prompts = ["Is there a nodule?", "What organ is shown in this image? Answer with a single word.", "Where?", "Is this a CT scan?"]
+    batched = answerer.answer(images, prompts)
+    assert batched == [answerer.answer([image], [prompt])[0] for image, prompt in zip(images, prompts, strict=True)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~20 s a question on a busy 2-core CPU: the 21-tile image encoding dominates
+def test_fifty_questions_on_the_small_preset(benchmarks_dir: Path, tmp_path: Path) -> None:
+    from llama3med.model.presets import build_preset
+
+    model_dir = tmp_path / "small"
+    model, processor = build_preset("small")
+    model.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    out = tmp_path / "small-eval"
+    run_eval(model_dir, benchmarks_dir, out, "--limit", "50", "--batch-size", "16", "--max-new-tokens", "16")
+    report = json.loads((out / "report.json").read_text())
+    scores = report["benchmarks"]["vqa-rad"]
+    assert scores["counts"]["questions"] == 50
+    assert all(v is None or 0.0 <= v <= 100.0 for v in (*scores["llava_med"].values(), *scores["strict"].values()))
+    assert report["runs"]["vqa-rad"]["limit"] == 50 and report["runs"]["vqa-rad"]["full_size"] == 451
+    assert "(first 50 of 451)" in (out / "report.md").read_text()
+    assert (out / "breakdowns.png").is_file()
