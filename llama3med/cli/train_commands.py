@@ -1,0 +1,59 @@
+"""`llama3med train` and `llama3med merge` (see docs/TRAINING.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _fail(message: str) -> typer.Exit:
+    from rich.console import Console
+
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    return typer.Exit(2)
+
+
+def train(
+    recipe: str = typer.Argument(
+        ..., help="Recipe YAML file, or a shipped recipe name: tiny-align, tiny-instruct, small-align, small-instruct, llama3-med-8b-align, llama3-med-8b-instruct, llama3-med-8b-instruct-lora."
+    ),
+    overrides: list[str] | None = typer.Argument(
+        None, help="key=value overrides, dotted for nested keys: training.max_steps=10 data.0.max_samples=64 learning_rates.llm=0."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint in OUTPUT_DIR/checkpoints (same data order and RNG state)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first bad record instead of skipping and counting it."),
+    local_rank: int | None = typer.Option(None, "--local_rank", "--local-rank", hidden=True, help="Set by the deepspeed launcher (the rank is read from the environment)."),
+) -> None:
+    """Train a model with a recipe: stage `align` (connector) or `instruct` (LLM + connector, full or LoRA)."""
+    from llama3med.data.conversations import BadRecordError
+    from llama3med.data.supervision import SupervisionError
+    from llama3med.train.recipe import load_recipe
+    from llama3med.train.run import train as run_training
+
+    try:
+        loaded = load_recipe(recipe, overrides or [])
+        result = run_training(loaded, resume=resume, strict=strict)
+    except (BadRecordError, SupervisionError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
+        raise _fail(str(error)) from error
+    typer.echo(f"trained {result.global_step} steps -> {result.output_dir}")
+
+
+def merge(
+    adapter_dir: Path = typer.Argument(..., help="Output folder of a LoRA recipe (adapter, processor, base_model.json)."),
+    out_dir: Path = typer.Argument(..., help="Folder to write the merged, plain model to."),
+) -> None:
+    """Fold LoRA adapters into the base model: a plain model folder that generates what the adapter model does."""
+    from llama3med.train.outputs import merge_adapter
+
+    try:
+        merge_adapter(adapter_dir, out_dir)
+    except (FileNotFoundError, ValueError) as error:
+        raise _fail(str(error)) from error
+    typer.echo(f"merged {adapter_dir} -> {out_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training commands to the CLI."""
+    app.command()(train)
+    app.command()(merge)

@@ -1,0 +1,153 @@
+"""The model a recipe trains: a preset or model folder, optionally stage 1's connector loaded by path,
+modules frozen per learning rate (0 = frozen; the vision tower always is), LoRA / QLoRA through `peft`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from transformers.integrations import is_deepspeed_zero3_enabled
+
+from llama3med.model.modeling import Llama3MedForConditionalGeneration
+from llama3med.model.presets import PRESETS, build_preset
+from llama3med.model.processing import Llama3MedProcessor
+from llama3med.train.recipe import Recipe
+
+# LoRA goes on the LLM's linear layers only; the connector is trained in full (`connector_layers`).
+DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+BASE_MODEL_FILE = "base_model.json"  # in a LoRA output folder: how to rebuild the base for `merge`
+
+
+@contextlib.contextmanager
+def gathered(parameters: Iterable[torch.nn.Parameter], modify: bool = False) -> Iterator[None]:
+    """Under DeepSpeed ZeRO-3 parameters are partitioned across ranks: gather them for direct use
+    (loading a connector, running the frozen encoder before training); elsewhere a no-op."""
+    if not is_deepspeed_zero3_enabled():
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(parameters), modifier_rank=0 if modify else None):
+        yield
+
+
+@contextlib.contextmanager
+def without_zero3_init() -> Iterator[None]:
+    """Build a preset as a plain module even under ZeRO-3: presets load weights with `load_state_dict`, which
+    partitioned parameters do not take; DeepSpeed partitions the finished module when training starts."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    reference = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = reference
+
+
+def read_connector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """`connector.*` tensors of a saved model folder (single or sharded safetensors)."""
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    weights: dict[str, torch.Tensor] = {}
+    for name in files:
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"connector source {folder} has no {name} (is it a saved model folder?)")
+        with safe_open(str(path), framework="pt") as handle:
+            weights.update({k: handle.get_tensor(k) for k in handle.keys() if k.startswith("connector.")})
+    if not weights:
+        raise ValueError(f"{folder} holds no connector weights")
+    return weights
+
+
+def load_base(spec: dict[str, Any], quantization: str | None = None) -> tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]:
+    """Model and processor from `{"model": preset | folder, "model_args": {...}, "connector": folder | None}`."""
+    name, model_args = spec["model"], dict(spec.get("model_args") or {})
+    if Path(name).is_dir():
+        kwargs: dict[str, Any] = {"dtype": torch.float32}
+        if quantization == "4bit":
+            kwargs.update(qlora_loading_kwargs())
+        model = Llama3MedForConditionalGeneration.from_pretrained(name, **kwargs)
+        processor = Llama3MedProcessor.from_pretrained(name)
+    elif name in PRESETS:
+        if quantization:
+            raise ValueError("QLoRA loads 4-bit weights from a model folder: build one first (`llama3med build`)")
+        with without_zero3_init():
+            model, processor = build_preset(name, **model_args)
+    else:
+        raise FileNotFoundError(f"model {name!r} is neither a model folder nor a preset ({', '.join(PRESETS)})")
+    if spec.get("connector"):
+        weights = read_connector_weights(spec["connector"])
+        with gathered(model.connector.parameters(), modify=True):
+            model.load_connector(weights)
+    return model, processor
+
+
+def qlora_loading_kwargs() -> dict[str, Any]:
+    """`from_pretrained` arguments for a 4-bit (NF4) LLM; a clear error where no GPU or bitsandbytes is present."""
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            "QLoRA (quantization: 4bit) needs a CUDA GPU: bitsandbytes' 4-bit kernels do not run on this machine's"
+            " CPU. Use plain LoRA here (quantization=null) or run on a GPU machine."
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise RuntimeError("QLoRA needs bitsandbytes: pip install 'llama3med[gpu]'") from error
+    from accelerate import PartialState
+    from transformers import BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        llm_int8_skip_modules=["vision_tower", "connector", "lm_head"],
+    )
+    return {"quantization_config": config, "dtype": torch.bfloat16, "device_map": {"": PartialState().local_process_index}}
+
+
+def base_spec(recipe: Recipe) -> dict[str, Any]:
+    """How to rebuild this recipe's starting model (folder paths made absolute)."""
+    model = str(Path(recipe.model).resolve()) if Path(recipe.model).is_dir() else recipe.model
+    connector = str(Path(recipe.connector).resolve()) if recipe.connector else None
+    return {"model": model, "model_args": recipe.model_args, "connector": connector}
+
+
+def connector_layers(model: Llama3MedForConditionalGeneration) -> list[str]:
+    """Names of the connector's weight layers (`connector.0`, `connector.2`): PEFT trains and saves these in
+    full. The layers are wrapped one by one, not the `Sequential`, so `model.connector[0]` still works."""
+    return [f"connector.{name}" for name, child in model.connector.named_children() if any(True for _ in child.parameters())]
+
+
+def prepare_for_stage(model: Llama3MedForConditionalGeneration, recipe: Recipe, gradient_checkpointing: bool = False) -> torch.nn.Module:
+    """Freeze per learning rate (0 = frozen) and wrap in LoRA when the recipe asks; returns the model to train."""
+    rates = recipe.learning_rates
+    model.vision_tower.requires_grad_(False)
+    model.connector.requires_grad_(rates["connector"] > 0)
+    model.language_model.requires_grad_(rates["llm"] > 0 and not recipe.lora)
+    if not recipe.lora:
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if recipe.quantization:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    settings = dict(recipe.lora)
+    unknown = set(settings) - {"r", "alpha", "dropout", "target_modules"}
+    if unknown:
+        raise ValueError(f"lora: unknown key(s) {sorted(unknown)}; valid: r, alpha, dropout, target_modules")
+    config = LoraConfig(
+        r=int(settings.get("r", 128)),
+        lora_alpha=int(settings.get("alpha", 256)),
+        lora_dropout=float(settings.get("dropout", 0.05)),
+        target_modules=settings.get("target_modules", DEFAULT_LORA_TARGETS),
+        modules_to_save=connector_layers(model) if rates["connector"] > 0 else None,
+    )
+    return get_peft_model(model, config)

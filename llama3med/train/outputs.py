@@ -1,0 +1,86 @@
+"""What a training run leaves in its output folder, and `merge` for LoRA outputs.
+
+Every output model folder holds, beside the Hugging Face model (or LoRA adapter) and processor:
+- `training_manifest.jsonl`: one line per training image `{"source", "image", "image_sha256"}`, including
+  the images the starting model was trained on (read from its own manifest), for contamination checks;
+- `data_report.json`: skipped records by reason with ids, truncated and dropped samples;
+- `recipe.yaml`: the resolved recipe the run used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llama3med.data.dataset import TrainingSample
+
+MANIFEST_FILE = "training_manifest.jsonl"
+REPORT_FILE = "data_report.json"
+RECIPE_FILE = "recipe.yaml"
+
+
+def manifest_entries(samples: Sequence[TrainingSample]) -> list[dict[str, str]]:
+    """One entry per distinct (source, image) among the samples, in first-seen order."""
+    entries: dict[tuple[str, str, str], None] = {}
+    for sample in samples:
+        conversation = sample.conversation
+        if sample.image_sha256 is not None:
+            entries[(conversation.source, conversation.image_relpath or "", sample.image_sha256)] = None
+    return [{"source": s, "image": i, "image_sha256": h} for s, i, h in entries]
+
+
+def read_manifest(folder: str | Path | None) -> list[dict[str, str]]:
+    """Entries of a model folder's manifest (none when the folder has no manifest or is not a folder)."""
+    path = Path(folder) / MANIFEST_FILE if folder else None
+    if path is None or not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_manifest(folder: Path, *entry_lists: Iterable[dict[str, str]]) -> int:
+    """Write the de-duplicated union of the entry lists; returns the number of lines."""
+    seen: dict[tuple[str, str, str], dict[str, str]] = {}
+    for entries in entry_lists:
+        for entry in entries:
+            seen.setdefault((entry["source"], entry["image"], entry["image_sha256"]), entry)
+    write_atomic(folder / MANIFEST_FILE, "".join(json.dumps(e) + "\n" for e in seen.values()))
+    return len(seen)
+
+
+def write_run_files(folder: Path, recipe: dict[str, Any], report: dict[str, Any], manifests: Sequence[Iterable[dict[str, str]]]) -> None:
+    """Manifest, data report and recipe next to a saved model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_manifest(folder, *manifests)
+    write_atomic(folder / REPORT_FILE, json.dumps(report, indent=2))
+    write_atomic(folder / RECIPE_FILE, yaml.safe_dump(recipe, sort_keys=False))
+
+
+def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
+    """Fold a LoRA output folder into its base model and save a plain model folder (loadable by
+    `Llama3Med.from_pretrained`, vLLM-style tools and `AutoModelForImageTextToText`)."""
+    from peft import PeftModel
+
+    from llama3med.model.processing import Llama3MedProcessor
+    from llama3med.train.model_setup import BASE_MODEL_FILE, load_base
+
+    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
+    spec_file = adapter_dir / BASE_MODEL_FILE
+    if not spec_file.is_file():
+        raise FileNotFoundError(f"{adapter_dir} is not a LoRA training output (no {BASE_MODEL_FILE})")
+    base, _ = load_base(json.loads(spec_file.read_text()))
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.save_pretrained(out_dir)
+    Llama3MedProcessor.from_pretrained(adapter_dir).save_pretrained(out_dir)
+    write_manifest(out_dir, read_manifest(adapter_dir))
+    return out_dir

@@ -1,0 +1,168 @@
+"""Training recipes: YAML files with `key=value` command-line overrides (torchtune style).
+
+A recipe names the model (a preset or a model folder), the data list, the stage and the optimiser
+settings; its `training:` section goes unchanged to `transformers.TrainingArguments` (batch size,
+accumulation, bf16, gradient checkpointing, DeepSpeed/FSDP, logging...). Shipped recipes live in
+`llama3med/recipes/` and are found by name (`tiny-align`); relative paths in a recipe are relative to
+the working directory.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from llama3med.data.conversations import DataSource
+from llama3med.data.supervision import TRUNCATION_MODES
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+STAGES = ("align", "instruct")
+DEEPSPEED_CONFIGS = {"zero2": RECIPES_DIR / "deepspeed" / "zero2.json", "zero3": RECIPES_DIR / "deepspeed" / "zero3.json"}
+
+
+@dataclass
+class Recipe:
+    """A validated training recipe (see `docs/TRAINING.md` for every key)."""
+
+    stage: str
+    model: str
+    output_dir: str
+    data: list[dict[str, Any]]
+    learning_rates: dict[str, float]
+    model_args: dict[str, Any] = field(default_factory=dict)
+    connector: str | None = None
+    max_length: int = 2048
+    truncation: str = "text"
+    lora: dict[str, Any] | None = None
+    quantization: str | None = None
+    feature_cache: bool | str = "auto"
+    feature_cache_dir: str | None = None
+    feature_cache_dtype: str | None = None
+    seed: int = 42
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        unknown = set(self.learning_rates) - {"connector", "llm"}
+        if unknown or not {"connector", "llm"} <= set(self.learning_rates):
+            raise ValueError(f"learning_rates needs exactly `connector` and `llm` (0 = frozen), got {self.learning_rates}")
+        self.learning_rates = {k: float(v) for k, v in self.learning_rates.items()}
+        if any(v < 0 for v in self.learning_rates.values()) or not any(self.learning_rates.values()):
+            raise ValueError(f"learning rates must be >= 0 and at least one > 0, got {self.learning_rates}")
+        if self.stage == "align" and (self.learning_rates["llm"] or self.lora):
+            raise ValueError("stage `align` trains the connector only: set learning_rates.llm=0 and no lora")
+        if self.lora and not self.learning_rates["llm"]:
+            raise ValueError("lora trains adapters on the LLM: set learning_rates.llm > 0 (the adapters' rate)")
+        if self.truncation not in TRUNCATION_MODES:
+            raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {self.truncation!r}")
+        if self.quantization not in (None, "4bit"):
+            raise ValueError(f"quantization must be null or '4bit' (QLoRA), got {self.quantization!r}")
+        if self.quantization and not self.lora:
+            raise ValueError("quantization '4bit' (QLoRA) needs a `lora` section: 4-bit weights cannot be trained directly")
+        if self.feature_cache not in (True, False, "auto"):
+            raise ValueError(f"feature_cache must be true, false or auto, got {self.feature_cache!r}")
+        if not self.data:
+            raise ValueError("the recipe's data list is empty")
+        self.sources = [DataSource.from_dict(entry) for entry in self.data]
+
+    @property
+    def use_feature_cache(self) -> bool:
+        """On by default for stage 1 (nothing image-dependent trains before the connector), off for stage 2."""
+        return self.stage == "align" if self.feature_cache == "auto" else bool(self.feature_cache)
+
+    def training_arguments(self, checkpoint_dir: Path) -> dict[str, Any]:
+        """Keyword arguments of `TrainingArguments` (checkpoints under `checkpoint_dir`)."""
+        args = {
+            "seed": self.seed,
+            "report_to": "none",
+            "save_strategy": "steps",
+            "logging_steps": 10,
+            "include_num_input_tokens_seen": "non_padding",
+            "dataloader_pin_memory": torch.cuda.is_available(),
+            "use_cpu": not torch.cuda.is_available(),  # lets torchrun / accelerate run multi-process CPU (gloo)
+        }
+        args.update(self.training)
+        deepspeed = args.get("deepspeed")
+        if isinstance(deepspeed, str) and deepspeed in DEEPSPEED_CONFIGS:
+            args["deepspeed"] = str(DEEPSPEED_CONFIGS[deepspeed])
+        args.update(
+            output_dir=str(checkpoint_dir),
+            learning_rate=max(self.learning_rates.values()),  # per-module rates are set on the param groups
+            remove_unused_columns=False,  # image_features / pixel_values are not in the model's signature names
+            label_names=["labels"],
+        )
+        return args
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """A recipe file path, or the shipped recipe of that name (`tiny-align`, `llama3-med-8b-instruct-lora`...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = RECIPES_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if shipped.is_file():
+        return shipped
+    available = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"recipe {name_or_path!r} is neither a file nor a shipped recipe ({', '.join(available)})")
+
+
+def apply_override(config: dict[str, Any], assignment: str) -> None:
+    """Apply one `dotted.key=value` override in place; the value is parsed as YAML (`2`, `true`, `[1, 2]`).
+    List items are addressed by index (`data.0.max_samples=8`)."""
+    if "=" not in assignment:
+        raise ValueError(f"override {assignment!r} is not key=value")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as error:
+        raise ValueError(f"override {assignment!r}: the value is not valid YAML ({error})") from None
+    parts = key.strip().split(".")
+    node: Any = config
+    for depth, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ValueError(f"override {key!r}: {'.'.join(parts[:depth + 1])} is not an item of a {len(node)}-item list")
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if node.get(part) is None:  # a missing or null section (`lora: null`) becomes a mapping
+                node[part] = {}
+            node = node[part]
+        else:
+            raise ValueError(f"override {key!r}: {'.'.join(parts[:depth])} is not a mapping or list")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ValueError(f"override {key!r}: index {last} is outside a {len(node)}-item list")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe, apply overrides, validate; unknown top-level keys are errors."""
+    path = recipe_path(name_or_path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a recipe is a YAML mapping")
+    for assignment in overrides:
+        apply_override(config, assignment)
+    known = {f.name for f in fields(Recipe)}
+    unknown = set(config) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(known)}")
+    missing = {"stage", "model", "output_dir", "data", "learning_rates"} - set(config)
+    if missing:
+        raise ValueError(f"{path}: missing required key(s) {sorted(missing)}")
+    return Recipe(**config)

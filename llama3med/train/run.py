@@ -1,0 +1,175 @@
+"""One training run: recipe -> data checks -> (feature cache) -> Trainer -> model folder + manifest + report.
+
+The same code runs in one process or in every rank of `torchrun` / `accelerate launch` / `deepspeed`:
+the Trainer does the distribution; data preparation runs on the main process first and is reused by
+the others; the feature cache is filled by all ranks, each a shard.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from llama3med.data.conversations import DataReport, read_mixture
+from llama3med.data.dataset import ConversationDataset, RightPaddingCollator, TrainingSample, prepare_samples
+from llama3med.train.recipe import Recipe
+
+console = Console(stderr=True)
+
+
+@dataclass
+class TrainResult:
+    """Where the model went, the report of the data, the logged losses and the wall time of each phase
+    (`prepare`: data checks; `feature_cache`: encoding uncached images; `train`: the training loop)."""
+
+    output_dir: Path
+    report: DataReport
+    losses: list[float]
+    global_step: int
+    seconds: dict[str, float]
+
+
+def feature_cache_for(recipe: Recipe, model: Any, processor: Any) -> Any:
+    """The recipe's feature cache for this model's encoder (None when the cache is off)."""
+    if not recipe.use_feature_cache:
+        return None
+    from llama3med.model.presets import cache_dir
+    from llama3med.train.feature_cache import FeatureCache, encoder_fingerprint
+    from llama3med.train.model_setup import gathered
+
+    root = Path(recipe.feature_cache_dir) if recipe.feature_cache_dir else cache_dir() / "features"
+    dtype = getattr(torch, recipe.feature_cache_dtype) if recipe.feature_cache_dtype else None
+    with gathered(model.vision_tower.parameters()):
+        return FeatureCache(root, encoder_fingerprint(model, processor.image_processor), dtype)
+
+
+def fill_feature_cache(cache: Any, model: Any, processor: Any, samples: list[TrainingSample], args: Any) -> None:
+    """Encode every training image not yet cached; ranks split the work, then wait for each other."""
+    from tqdm.auto import tqdm
+
+    from llama3med.train.model_setup import gathered
+
+    images = sorted({(s.image_sha256, str(s.conversation.image)) for s in samples if s.image_sha256})
+    shard = [(sha, Path(path)) for sha, path in images[args.process_index :: args.world_size]]
+    batch_size = max(1, args.per_device_train_batch_size)
+    with gathered(model.vision_tower.parameters()), torch.inference_mode():
+        if not any(hasattr(p, "ds_id") for p in model.vision_tower.parameters()):
+            model.vision_tower.to(args.device)  # (ZeRO-3-partitioned parameters already live on the device)
+        device = next(model.vision_tower.parameters()).device
+
+        def encode(paths: list[Path]) -> torch.Tensor:
+            pixels = processor.image_processor(paths)["pixel_values"].to(device)  # [N, 3, S, S]
+            return model.encode_images(pixels)  # [N, g*g, k*C]
+
+        bar = tqdm(total=len(shard), desc="feature cache", unit="img", disable=not args.should_log or not shard)
+        cache.fill(shard, encode, batch_size, progress=bar.update)
+        bar.close()
+    barrier(args)
+
+
+def barrier(args: Any) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    from accelerate import PartialState
+
+    _ = args.device  # makes sure the distributed state is set up
+    if args.deepspeed:
+        import deepspeed
+
+        # ZeRO-3 partitions weights while they load, before the Trainer starts DeepSpeed: its
+        # communication layer must already know the process group (a no-op where accelerate did it).
+        deepspeed.init_distributed(dist_backend=torch.distributed.get_backend() if torch.distributed.is_initialized() else None)
+    PartialState().wait_for_everyone()
+
+
+def print_summary(report: DataReport, output_dir: Path) -> None:
+    """Skipped records (reason, count, ids), truncated and dropped samples."""
+    table = Table(title=f"data summary -> {output_dir}", show_lines=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_column("ids")
+
+    def ids(items: list[str]) -> str:
+        return ", ".join(items[:20]) + (f", ... (+{len(items) - 20})" if len(items) > 20 else "")
+
+    for source, count in report.read.items():
+        table.add_row(f"read: {source}", str(count), "")
+    for reason, items in report.skipped.items():
+        table.add_row(f"skipped: {reason}", str(len(items)), ids(items))
+    table.add_row("truncated (text only)", str(len(report.truncated)), ids(report.truncated))
+    table.add_row("dropped: too long", str(len(report.dropped_too_long)), ids(report.dropped_too_long))
+    console.print(table)
+
+
+def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> TrainResult:
+    """Run a recipe to the end; with `resume`, continue from the last complete checkpoint."""
+    from transformers import TrainingArguments
+
+    from llama3med.train.model_setup import BASE_MODEL_FILE, base_spec, load_base, prepare_for_stage
+    from llama3med.train.outputs import manifest_entries, read_manifest, write_run_files
+    from llama3med.train.trainer import Llama3MedTrainer, discard_interrupted_saves, last_complete_checkpoint
+
+    output_dir = Path(recipe.output_dir)
+    checkpoint_dir = output_dir / "checkpoints"
+    last = last_complete_checkpoint(checkpoint_dir)
+    if last is not None and not resume:
+        raise FileExistsError(f"{checkpoint_dir} already holds checkpoints (last: {last.name}); pass --resume to continue or choose another output_dir")
+    if resume:
+        console.print(f"resuming from {last}" if last else f"--resume: no checkpoint in {checkpoint_dir}; starting from the beginning")
+    # Created before the model so that DeepSpeed ZeRO-3 partitions the weights while they load.
+    try:
+        args = TrainingArguments(**recipe.training_arguments(checkpoint_dir))
+    except TypeError as error:
+        raise ValueError(f"recipe `training:` section: {error}") from error
+    if args.gradient_checkpointing and args.gradient_checkpointing_kwargs is None:
+        args.gradient_checkpointing_kwargs = {"use_reentrant": False}  # works with frozen inputs (stage 1)
+    if args.should_save:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        discard_interrupted_saves(checkpoint_dir)
+    barrier(args)
+
+    report = DataReport(strict=strict)
+    conversations = read_mixture(recipe.sources, report, seed=recipe.seed)
+    spec = base_spec(recipe)
+    model, processor = load_base(spec, recipe.quantization)
+    clock = time.perf_counter()
+    with args.main_process_first(desc="checking images and tokenisation"):
+        samples = prepare_samples(
+            conversations, processor, report, recipe.max_length, recipe.truncation, image_index=checkpoint_dir / "image_scan.json"
+        )
+    seconds = {"prepare": time.perf_counter() - clock}
+    clock = time.perf_counter()
+    cache = feature_cache_for(recipe, model, processor)
+    if cache is not None:
+        fill_feature_cache(cache, model, processor, samples, args)
+    seconds["feature_cache"] = time.perf_counter() - clock
+    trainable = prepare_for_stage(model, recipe, args.gradient_checkpointing)
+    trainer = Llama3MedTrainer(
+        model=trainable,
+        args=args,
+        train_dataset=ConversationDataset(samples, processor, recipe.max_length, recipe.truncation, cache),
+        data_collator=RightPaddingCollator(processor.tokenizer.pad_token_id),
+        processing_class=processor,
+        module_learning_rates=recipe.learning_rates,
+    )
+    if args.should_log:
+        print_summary(report, output_dir)
+    clock = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+    seconds["train"] = time.perf_counter() - clock
+    trainer.save_model(str(output_dir))
+    if args.should_save:
+        inherited = [read_manifest(spec["model"]), read_manifest(spec["connector"])]
+        write_run_files(output_dir, recipe.to_dict(), report.to_dict(), [*inherited, manifest_entries(samples)])
+        if recipe.lora:
+            (output_dir / BASE_MODEL_FILE).write_text(json.dumps(spec, indent=2))
+        print_summary(report, output_dir)
+    trainer.accelerator.wait_for_everyone()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return TrainResult(output_dir, report, losses, output.global_step, seconds)

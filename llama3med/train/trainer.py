@@ -1,0 +1,118 @@
+"""`Llama3MedTrainer`: the Hugging Face `Trainer` with per-module learning rates, atomic checkpoints and
+throughput in the logs. Everything else (DDP, DeepSpeed, FSDP, bf16, accumulation, logging) is the
+Trainer's own, so `accelerate launch`, `torchrun` and `deepspeed` work unchanged."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
+
+STAGING_DIR = ".staging"  # checkpoints are written here, then renamed into place
+
+
+def module_of(parameter_name: str) -> str:
+    """`connector` for connector parameters (also inside a PEFT wrapper), else `llm`."""
+    return "connector" if ".connector." in f".{parameter_name}" else "llm"
+
+
+def parameter_groups(
+    model: nn.Module, learning_rates: dict[str, float], decay_names: set[str], weight_decay: float
+) -> list[dict[str, Any]]:
+    """Optimizer groups per (module, decay): each module gets its own rate; frozen parameters are left out."""
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups.setdefault((module_of(name), name in decay_names), []).append(parameter)
+    return [
+        {"params": params, "lr": learning_rates[module], "weight_decay": weight_decay if decay else 0.0}
+        for (module, decay), params in sorted(groups.items())
+    ]
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest `checkpoint-N` folder; staging folders of interrupted saves are never considered."""
+    if not checkpoint_dir.is_dir():
+        return None
+    last = get_last_checkpoint(str(checkpoint_dir))
+    return Path(last) if last else None
+
+
+def discard_interrupted_saves(checkpoint_dir: Path) -> None:
+    """Remove what a killed save left in the staging folder (called by the main process at start)."""
+    shutil.rmtree(checkpoint_dir / STAGING_DIR, ignore_errors=True)
+
+
+class Llama3MedTrainer(Trainer):
+    """Trainer with `module_learning_rates` ({"connector": lr, "llm": lr}; 0 = frozen)."""
+
+    def __init__(self, *args: Any, module_learning_rates: dict[str, float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.module_learning_rates = module_learning_rates
+        self._staging = False
+        self._last_log = (time.perf_counter(), 0, 0)  # (time, step, tokens) at the previous training log
+        self.add_callback(ThroughputClock(self))
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer class and settings, with one parameter group per module and decay class."""
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            groups = parameter_groups(
+                model, self.module_learning_rates, set(self.get_decay_parameter_names(model)), self.args.weight_decay
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    # Atomic checkpoints: the Trainer writes checkpoint-N inside the staging folder; once every rank
+    # has finished writing, the main process renames it next to the others. A run killed mid-save
+    # leaves only the staging folder, which resume ignores and removes.
+    def _get_output_dir(self, trial: Any) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        run_dir = Path(self._get_output_dir(trial))
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            final = run_dir / name
+            if final.exists():  # a resumed run saving the same step again
+                shutil.rmtree(final)
+            os.replace(run_dir / STAGING_DIR / name, final)
+            (run_dir / STAGING_DIR).rmdir()
+            rotate_checkpoints(str(run_dir), self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=False)
+        self.accelerator.wait_for_everyone()
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add steps/s and tokens/s since the previous log to the training logs (shown with the loss)."""
+        if "loss" in logs:
+            now, step, tokens = time.perf_counter(), self.state.global_step, self.state.num_input_tokens_seen
+            elapsed = max(now - self._last_log[0], 1e-9)
+            logs["steps_per_second"] = round((step - self._last_log[1]) / elapsed, 4)
+            if tokens:
+                logs["tokens_per_second"] = round((tokens - self._last_log[2]) / elapsed, 1)
+            self._last_log = (now, step, tokens)
+        super().log(logs, start_time)
+
+
+class ThroughputClock(TrainerCallback):
+    """Starts the throughput clock when training (re)starts, so the first log's rate excludes set-up time."""
+
+    def __init__(self, trainer: Llama3MedTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.trainer._last_log = (time.perf_counter(), state.global_step, state.num_input_tokens_seen)
