@@ -2,42 +2,86 @@
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.panel import Panel
 
-console = Console()
+from llama3med.experiments.demo import DemoSettings, run_demo
 
-SHARED_BENCHMARKS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+console = Console(soft_wrap=True)
 
 
 def demo(
-    out: Path = typer.Option(Path("outputs/demo"), help="Where the model folder and reports are written."),
-    data_root: Path = typer.Option(SHARED_BENCHMARKS, help="Benchmarks folder holding vqa-rad/ (for the example image)."),
+    out: Path = typer.Option(Path("outputs/demo"), help="Where the probe, the model folders and the report are written."),
+    data: Path | None = typer.Option(
+        None, help="A folder laid out like ../shared/benchmarks/vqa-rad (train.jsonl, test.jsonl, images/): fine-tune "
+        "on its train split and evaluate on its test split instead of the probe (reported as fine-tuned)."
+    ),
+    preset: str = typer.Option("small", help="Model preset: small (real pretrained parts) or tiny (random, seconds)."),
+    seed: int = typer.Option(0, help="Seed of the probe, the training and the decoding."),
+    align_steps: int = typer.Option(24, min=1, help="Stage 1 (connector only) optimiser steps."),
+    instruct_steps: int = typer.Option(36, min=1, help="Stage 2 (LLM + connector) optimiser steps."),
+    probe_train: int = typer.Option(48, min=1, help="Probe training images."),
+    probe_test: int = typer.Option(12, min=1, help="Probe test images (2–4 questions each)."),
+    eval_limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N test questions."),
 ) -> None:
-    """Build the `small` preset (real pretrained parts, offline), save it, and answer a question about an image."""
-    from llama3med.api import Llama3Med
-    from llama3med.model.presets import build_preset
+    """Generate the fine-detail probe, align (stage 1), instruction-tune (stage 2), evaluate, and answer a question.
 
-    model_dir = out / "model"
-    with console.status("building the small preset (SmolLM2-135M-Instruct + EfficientNet-Lite0, multi-scale)"):
-        model, processor = build_preset("small")
-        model.save_pretrained(model_dir)
-        processor.save_pretrained(model_dir)
-    console.print(f"model folder: [bold]{model_dir}[/]")
-    record_file = data_root / "vqa-rad" / "test.jsonl"
-    if not record_file.is_file():
-        raise typer.BadParameter(f"no VQA-RAD test set at {record_file}; pass --data-root")
-    record = json.loads(record_file.read_text().splitlines()[0])
-    image = data_root / "vqa-rad" / "images" / record["image"]
-    api = Llama3Med.from_pretrained(model_dir)
-    answer = api.chat(image, record["question"], max_new_tokens=48)
-    console.print(f"image: {image}\nquestion: {record['question']}\n[bold]answer:[/] {answer}")
-    console.print(f"reference answer: {record['answer']}  (untrained connector: the answer is not expected to be right)")
+    Everything runs offline on the CPU; a rerun reuses the finished stages in --out.
+    """
+    start = time.perf_counter()
+    settings = DemoSettings(preset=preset, seed=seed, probe_train=probe_train, probe_test=probe_test,
+                            align_steps=align_steps, instruct_steps=instruct_steps, eval_limit=eval_limit)
+    result = run_demo(out, settings, data_dir=data, log=lambda line: console.print(f"[cyan]•[/] {line}"))
+    from rich.table import Table
+
+    from llama3med.experiments.demo import probe_rows
+
+    table = Table(title=f"{result.data_dir / 'test.jsonl'} — {result.label}")
+    for column in ("question type", "n", "LLaVA-Med metric %", "strict metric %"):
+        table.add_column(column, justify="left" if column == "question type" else "right")
+    for row in probe_rows(result.report):
+        table.add_row(row[0], str(row[1]), row[2], row[3])
+    console.print(table)
+    console.print("closed: accuracy (substring rule / first yes-no word); open: recall / exact match")
+    ex = result.example
+    console.print(Panel(f"image: {ex['image']}\nquestion: {ex['question']}\n[bold]answer:[/] {ex['answer']}\n"
+                        f"reference: {ex['reference']}", title="one test question"))
+    console.print(
+        f"[bold green]done[/] in {time.perf_counter() - start:.0f} s — {result.label}\n"
+        f"  data:         {result.data_dir}\n  stage 1:      {result.align_dir}\n"
+        f"  model folder: {result.model_dir}\n  report:       {result.eval_dir / 'report.md'} (+ report.json,"
+        f" breakdowns.png, predictions/)\n  try:          llama3med ask {ex['image']} \"{ex['question']}\" --model {result.model_dir}"
+    )
+
+
+experiment_app = typer.Typer(help="Experiments on the fine-detail probe.", no_args_is_help=True)
+
+
+@experiment_app.command("scales")
+def scales_experiment(
+    out: Path = typer.Option(Path("outputs/experiment-scales"), help="Where every run and summary.json go."),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated training seeds (>= 3 for confidence intervals)."),
+    arms: str = typer.Option("single-224,hierarchical,single-896", help="Arms to run (see docs/EXPERIMENTS.md)."),
+    align_steps: int = typer.Option(12, min=1, help="Stage 1 steps per run."),
+    instruct_steps: int = typer.Option(24, min=1, help="Stage 2 steps per run."),
+    probe_train: int = typer.Option(48, min=1, help="Probe training images."),
+    probe_test: int = typer.Option(24, min=1, help="Probe test images (2–4 questions each)."),
+) -> None:
+    """One scale vs hierarchical scales vs one high-resolution scale, same data, steps and token budget."""
+    from llama3med.experiments.scales import markdown_table, run_scales_experiment
+
+    settings = DemoSettings(probe_train=probe_train, probe_test=probe_test, align_steps=align_steps,
+                            instruct_steps=instruct_steps)
+    summaries = run_scales_experiment(out, settings, [int(s) for s in seeds.split(",")], arms.split(","),
+                                      log=lambda line: console.print(f"[cyan]•[/] {line}"))
+    console.print(markdown_table(summaries))
 
 
 def register(app: typer.Typer) -> None:
-    """Add `demo` to the CLI."""
+    """Add `demo` and `experiment` to the CLI."""
     app.command()(demo)
+    app.add_typer(experiment_app, name="experiment")

@@ -1,0 +1,60 @@
+"""`llama3med probe generate`: write the fine-detail probe dataset (see llama3med/data/probe.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from llama3med.data.probe import DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN, MAX_SIZE, MIN_SIZE
+
+probe_app = typer.Typer(
+    name="probe",
+    help="The fine-detail probe: generated images with targets a few pixels across, to test multi-scale encoding.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@probe_app.command("generate")
+def generate_command(
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder (images/, train.jsonl, test.jsonl, captions, ...)."
+    ),
+    seed: int = typer.Option(0, min=0, help="Seed: the same seed gives byte-identical files."),
+    train: int = typer.Option(DEFAULT_TRAIN, "--train", min=0, help="Number of training images."),
+    test: int = typer.Option(DEFAULT_TEST, "--test", min=0, help="Number of test images."),
+    size: int = typer.Option(
+        DEFAULT_SIZE, min=MIN_SIZE, max=MAX_SIZE, help="Image side in pixels (targets are 4-15 px at 1024)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Regenerate even when a complete probe with these parameters is there."
+    ),
+) -> None:
+    """Generate the probe into --out, or keep the complete one already there with the same parameters."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from llama3med.data.probe import ProbeError, generate_probe
+
+    console = Console()
+    try:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("drawing probe images", total=train + test)
+            summary = generate_probe(
+                out, seed=seed, n_train=train, n_test=test, size=size, force=force,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )  # fmt: skip
+    except ProbeError as error:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        raise typer.Exit(2) from error
+    verb = "wrote" if summary.generated else "kept the complete probe already in"
+    console.print(
+        f"{verb} [bold]{summary.out_dir}[/]: {summary.n_train} train + {summary.n_test} test images of {size} px, "
+        f"{summary.questions['train']} train + {summary.questions['test']} test questions ({summary.seconds:.1f} s)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `probe` command group to the main CLI."""
+    app.add_typer(probe_app, name="probe")

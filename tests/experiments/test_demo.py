@@ -1,0 +1,86 @@
+"""`llama3med demo` end to end on `tiny` (probe -> stage 1 -> stage 2 -> evaluation -> an answer), data-folder
+handling, and the confidence intervals of the scales experiment."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from llama3med.cli.main import app
+from llama3med.experiments.demo import stage_data
+from llama3med.experiments.scales import ARMS, ArmSummary, markdown_table
+
+DEMO_ARGS = ["--preset", "tiny", "--align-steps", "2", "--instruct-steps", "2", "--probe-train", "8", "--probe-test", "3"]
+
+
+def test_tiny_demo_trains_evaluates_answers_and_reuses_finished_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLAMA3MED_CACHE", str(tmp_path / "cache"))  # the feature cache goes here
+    out = tmp_path / "demo"
+    runner = CliRunner()
+    first = runner.invoke(app, ["demo", "--out", str(out), *DEMO_ARGS])
+    assert first.exit_code == 0, first.output
+    for folder in ("align", "model"):
+        assert (out / folder / "config.json").is_file() and (out / folder / "model.safetensors").is_file()
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert report["label"] == "fine-tuned"
+    results = next(iter(report["benchmarks"].values()))
+    questions = (out / "probe" / "test.jsonl").read_text().splitlines()
+    assert results["counts"]["closed"] + results["counts"]["open"] == len(questions)
+    assert "closed (all)" in first.output and "open (all)" in first.output
+    assert "answer:" in first.output and str(out / "model") in first.output.replace("\n", "")
+    # stage 2 inherits stage 1's training images in its manifest (for the contamination check)
+    manifest = [json.loads(line) for line in (out / "model" / "training_manifest.jsonl").read_text().splitlines()]
+    train_images = {json.loads(line)["image"] for line in (out / "probe" / "captions.jsonl").read_text().splitlines()}
+    assert len(train_images) == 8
+    by_source: dict[str, set[str]] = {}
+    for entry in manifest:
+        by_source.setdefault(entry["source"], set()).add(entry["image"])
+    assert len(by_source) == 2 and all(images == train_images for images in by_source.values())
+
+    weights = (out / "model" / "model.safetensors").stat().st_mtime_ns
+    second = runner.invoke(app, ["demo", "--out", str(out), *DEMO_ARGS])
+    assert second.exit_code == 0, second.output
+    assert second.output.count("already done") == 2
+    assert (out / "model" / "model.safetensors").stat().st_mtime_ns == weights
+
+
+def test_a_benchmark_folder_trains_both_stages_on_its_train_split(benchmarks_dir: Path) -> None:
+    align, instruct, label = stage_data(benchmarks_dir / "vqa-rad")
+    assert align == instruct
+    source = json.loads(align.removeprefix("data="))[0]
+    assert source == {"path": str(benchmarks_dir / "vqa-rad" / "train.jsonl"), "format": "vqa",
+                      "image_root": str(benchmarks_dir / "vqa-rad" / "images")}
+    assert "not zero-shot" in label
+
+
+def test_a_folder_without_splits_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "train.jsonl").write_text("")
+    with pytest.raises(FileNotFoundError, match="needs train.jsonl, test.jsonl and images/"):
+        stage_data(tmp_path)
+
+
+def test_confidence_interval_is_student_t_over_seeds() -> None:
+    summary = ArmSummary("hierarchical", [0, 1, 2], {"closed accuracy (strict)": [50.0, 60.0, 70.0]})
+    mean, half = summary.interval("closed accuracy (strict)")
+    assert mean == 60.0
+    assert half == pytest.approx(4.303 * 10.0 / math.sqrt(3))
+    assert math.isnan(ArmSummary("x", [0], {"m": [1.0]}).interval("m")[1])
+
+
+def test_arms_share_the_token_budget_and_table_lists_every_arm() -> None:
+    from llama3med.model.presets import build_preset
+
+    grids = set()
+    for overrides in ARMS.values():
+        model, _ = build_preset("tiny", **{**overrides, "scales": [s // 7 for s in overrides["scales"]],
+                                           **({"tile_size": overrides["tile_size"] // 7} if "tile_size" in overrides else {})})
+        grids.add(model.config.num_image_tokens)
+    assert len(grids) == 1
+    metrics = ("closed accuracy (LLaVA-Med)", "closed accuracy (strict)", "open recall (LLaVA-Med)", "open exact match")
+    table = markdown_table([ArmSummary(arm, [0, 1], {m: [10.0, 20.0] for m in metrics}) for arm in ARMS])
+    assert all(f"| {arm} | 2 |" in table for arm in ARMS)
+    assert "15.0 ± 63.5" in table  # 12.706 * 7.07 / sqrt(2)
