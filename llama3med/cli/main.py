@@ -23,6 +23,12 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "llama3med.cli.demo_commands",
     "llama3med.cli.model_commands",
+    "llama3med.cli.instruct_commands",
+    "llama3med.cli.serve_commands",
+    "llama3med.cli.eval_commands",
+    "llama3med.cli.train_commands",
+    "llama3med.cli.image_commands",
+    "llama3med.cli.probe_commands",
 ]
 
 for _module_name in COMMAND_MODULES:

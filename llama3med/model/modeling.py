@@ -142,7 +142,6 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
         pixel_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Any = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -150,14 +149,16 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
         image_features: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
-        """Causal-LM forward; `labels` use -100 for unsupervised positions (image tokens included)."""
+        """Causal-LM forward; `labels` use -100 for unsupervised positions (image tokens included).
+
+        The KV cache travels in `kwargs` under the name the installed transformers uses (`cache` from 5.2x,
+        `past_key_values` before), so neither name is passed twice."""
         if inputs_embeds is None:
             inputs_embeds = self.embed_inputs(input_ids, pixel_values, image_features)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             labels=labels,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,
