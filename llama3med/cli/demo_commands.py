@@ -22,10 +22,10 @@ def demo(
     ),
     preset: str = typer.Option("small", help="Model preset: small (real pretrained parts) or tiny (random, seconds)."),
     seed: int = typer.Option(0, help="Seed of the probe, the training and the decoding."),
-    align_steps: int = typer.Option(24, min=1, help="Stage 1 (connector only) optimiser steps."),
-    instruct_steps: int = typer.Option(36, min=1, help="Stage 2 (LLM + connector) optimiser steps."),
-    probe_train: int = typer.Option(48, min=1, help="Probe training images."),
-    probe_test: int = typer.Option(12, min=1, help="Probe test images (2–4 questions each)."),
+    align_steps: int = typer.Option(DemoSettings.align_steps, min=1, help="Stage 1 (connector only) optimiser steps."),
+    instruct_steps: int = typer.Option(DemoSettings.instruct_steps, min=1, help="Stage 2 (LLM + connector) optimiser steps."),
+    probe_train: int = typer.Option(DemoSettings.probe_train, min=1, help="Probe training images."),
+    probe_test: int = typer.Option(DemoSettings.probe_test, min=1, help="Probe test images (2–4 questions each)."),
     eval_limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N test questions."),
 ) -> None:
     """Generate the fine-detail probe, align (stage 1), instruction-tune (stage 2), evaluate, and answer a question.
@@ -67,7 +67,7 @@ def scales_experiment(
     seeds: str = typer.Option("0,1,2", help="Comma-separated training seeds (>= 3 for confidence intervals)."),
     arms: str = typer.Option("single-224,hierarchical,single-896", help="Arms to run (see docs/EXPERIMENTS.md)."),
     align_steps: int = typer.Option(12, min=1, help="Stage 1 steps per run."),
-    instruct_steps: int = typer.Option(24, min=1, help="Stage 2 steps per run."),
+    instruct_steps: int = typer.Option(16, min=1, help="Stage 2 steps per run."),
     probe_train: int = typer.Option(48, min=1, help="Probe training images."),
     probe_test: int = typer.Option(24, min=1, help="Probe test images (2–4 questions each)."),
 ) -> None:

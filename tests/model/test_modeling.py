@@ -46,6 +46,20 @@ def test_vision_tower_frozen_through_a_training_step() -> None:
     assert model.connector[0].weight.grad is not None
 
 
+def test_a_batch_encodes_each_distinct_image_once() -> None:
+    model, processor = build_preset("tiny")
+    pixels = processor.image_processor([_image(0), _image(1), _image(0), _image(0)])["pixel_values"]  # [4, 3, S, S]
+    tiles_seen: list[int] = []
+    hook = model.vision_tower.register_forward_hook(lambda module, args, out: tiles_seen.append(args[0].shape[0]))
+    features = model.encode_images(pixels)  # [4, g*g, k*C]
+    hook.remove()
+    one_by_one = torch.cat([model.encode_images(pixels[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(features, one_by_one, rtol=1e-5, atol=1e-6)
+    assert torch.equal(features[0], features[2]) and torch.equal(features[0], features[3])
+    tiles_per_image = sum((s // model.config.tile_size) ** 2 for s in model.config.scales)
+    assert sum(tiles_seen) == 2 * tiles_per_image  # two distinct images, not four
+
+
 def test_image_token_count_mismatch_is_an_error() -> None:
     model, processor = build_preset("tiny")
     inputs = _batch(processor, ["What?"], [0])
