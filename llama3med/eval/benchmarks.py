@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from llama3med.data.jsonl import read_jsonl
 from llama3med.eval.metrics import CLOSED, OPEN, YES_NO
 
 BENCHMARKS = ("vqa-rad", "slake", "pathvqa")
@@ -157,21 +158,6 @@ def parse_answer_type(value: Any, answer: str, where: str) -> str:
     return answer_type
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-empty line; a bad line raises with file and line number."""
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise BenchmarkFormatError(f"{path}:{number}: not valid JSON ({error.msg})") from error
-            if not isinstance(record, dict):
-                raise BenchmarkFormatError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-            yield number, record
-
-
 def read_json_list(path: Path) -> list[dict[str, Any]]:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
@@ -234,7 +220,7 @@ def load_jsonl_layout(name: str, root: Path, split: str = "test") -> Benchmark:
     path = root / f"{split}.jsonl"
     image_dir = root / "images"
     questions = []
-    for number, record in read_jsonl(path):
+    for number, record in read_jsonl(path, BenchmarkFormatError):
         where = f"{path}:{number}"
         qid = required_text(record, "id", where)
         image = image_dir / required_text(record, "image", where)
@@ -253,7 +239,7 @@ def load_user_file(path: Path, image_dir: Path | None = None) -> Benchmark:
         with path.open(encoding="utf-8", newline="") as handle:
             rows = [(number, dict(row)) for number, row in enumerate(csv.DictReader(handle), start=2)]
     elif path.suffix.lower() == ".jsonl":
-        rows = list(read_jsonl(path))
+        rows = list(read_jsonl(path, BenchmarkFormatError))
     else:
         raise BenchmarkFormatError(f"{path}: a user dataset must be .jsonl or .csv")
     reserved = {"id", "image", "question", "answer", "answer_type"}
@@ -353,7 +339,7 @@ def pathvqa_image_aliases(root: Path) -> dict[str, str]:
     path = root / "test.jsonl"
     if not path.is_file():
         return {}
-    return {r["source_image"]: r["image"] for _, r in read_jsonl(path) if "source_image" in r and "image" in r}
+    return {r["source_image"]: r["image"] for _, r in read_jsonl(path, BenchmarkFormatError) if "source_image" in r and "image" in r}
 
 
 # Hugging Face parquet folders ------------------------------------------------------------------------

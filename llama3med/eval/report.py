@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from llama3med.data.jsonl import read_jsonl
 from llama3med.eval.benchmarks import BENCHMARKS, DISPLAY_NAMES, Benchmark
 
 # REFERENCE.md §3: LLaVA-Med v1 evaluation notebook, zero-shot; (open recall, closed accuracy) per benchmark.
@@ -43,21 +44,14 @@ def training_image_hashes(model_dir: Path) -> tuple[list[Path], set[str]]:
     manifests = sorted(Path(model_dir).glob(MANIFEST_GLOB))
     hashes: set[str] = set()
     for path in manifests:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ManifestError(f"{path}:{number}: not valid JSON ({error.msg})") from error
-                if not isinstance(record, dict) or "image_sha256" not in record:
-                    raise ManifestError(f'{path}:{number}: each manifest line needs an "image_sha256" field')
-                digest = record["image_sha256"]
-                if digest is not None:
-                    if not isinstance(digest, str) or len(digest) != 64:
-                        raise ManifestError(f"{path}:{number}: image_sha256 must be 64 hex characters, got {digest!r}")
-                    hashes.add(digest.lower())
+        for number, record in read_jsonl(path, ManifestError):
+            if "image_sha256" not in record:
+                raise ManifestError(f'{path}:{number}: each manifest line needs an "image_sha256" field')
+            digest = record["image_sha256"]
+            if digest is not None:
+                if not isinstance(digest, str) or len(digest) != 64:
+                    raise ManifestError(f"{path}:{number}: image_sha256 must be 64 hex characters, got {digest!r}")
+                hashes.add(digest.lower())
     return manifests, hashes
 
 

@@ -13,11 +13,11 @@ A figure over zero questions is `null`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from llama3med.data.jsonl import read_jsonl
 from llama3med.eval.benchmarks import Benchmark, Question
 from llama3med.eval.metrics import CLOSED, OPEN, score_answer
 
@@ -40,24 +40,17 @@ def read_predictions(path: str | Path) -> dict[str, str]:
     path = Path(path)
     predictions: dict[str, str] = {}
     lines: dict[str, list[int]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise PredictionsError(f"{where}: not valid JSON ({error.msg})") from error
-            if not isinstance(record, dict) or "id" not in record or "prediction" not in record:
-                raise PredictionsError(f'{where}: each line must be an object with "id" and "prediction"')
-            qid, prediction = record["id"], record["prediction"]
-            if isinstance(qid, bool) or not isinstance(qid, (str, int)):
-                raise PredictionsError(f"{where}: id must be a string or an integer, got {qid!r}")
-            if not isinstance(prediction, str):
-                raise PredictionsError(f"{where}: prediction must be a string, got {type(prediction).__name__}")
-            predictions[str(qid)] = prediction
-            lines.setdefault(str(qid), []).append(number)
+    for number, record in read_jsonl(path, PredictionsError):
+        where = f"{path}:{number}"
+        if "id" not in record or "prediction" not in record:
+            raise PredictionsError(f'{where}: each line must be an object with "id" and "prediction"')
+        qid, prediction = record["id"], record["prediction"]
+        if isinstance(qid, bool) or not isinstance(qid, (str, int)):
+            raise PredictionsError(f"{where}: id must be a string or an integer, got {qid!r}")
+        if not isinstance(prediction, str):
+            raise PredictionsError(f"{where}: prediction must be a string, got {type(prediction).__name__}")
+        predictions[str(qid)] = prediction
+        lines.setdefault(str(qid), []).append(number)
     repeated = {qid: numbers for qid, numbers in lines.items() if len(numbers) > 1}
     if repeated:
         shown = "; ".join(f"{qid!r} on lines {', '.join(map(str, n))}" for qid, n in list(repeated.items())[:5])

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from llama3med.data.jsonl import read_jsonl
 
 # MedICaT (and PMC-derived sets) call the sentences that cite a figure `inline_references`.
 MENTION_FIELDS = ("mentions", "inline_references")
@@ -85,22 +86,13 @@ def read_records(path: Path) -> list[CaptionRecord]:
         raise RecordError(f"{path}: input file not found")
     records: list[CaptionRecord] = []
     first_line_of: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RecordError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
-            record = parse_record(obj, where)
-            if record.id in first_line_of:
-                raise RecordError(
-                    f"{where}: duplicate id {record.id!r} (first on line {first_line_of[record.id]})"
-                )
-            first_line_of[record.id] = line_number
-            records.append(record)
+    for line_number, obj in read_jsonl(path, RecordError):
+        where = f"{path}:{line_number}"
+        record = parse_record(obj, where)
+        if record.id in first_line_of:
+            raise RecordError(f"{where}: duplicate id {record.id!r} (first on line {first_line_of[record.id]})")
+        first_line_of[record.id] = line_number
+        records.append(record)
     if not records:
         raise RecordError(f"{path}: no records")
     return records

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llama3med.data.jsonl import read_jsonl as read_jsonl_lines
+
 CONVERSATIONS_FILE = "conversations.jsonl"
 REJECTS_FILE = "rejects.jsonl"
 FAILURES_FILE = "failures.jsonl"
@@ -129,17 +131,7 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     error naming file and line."""
     if not path.exists():
         return
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    for line_number, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise StoreError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
-        if not isinstance(obj, dict):
-            raise StoreError(f"{path}:{line_number}: expected a JSON object")
+    for _, obj in read_jsonl_lines(path, StoreError, complete_lines_only=True):
         yield obj
 
 

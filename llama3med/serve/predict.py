@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llama3med.api import ChatRequest, Llama3Med
+from llama3med.data.jsonl import read_jsonl
 
 
 class PredictionInputError(ValueError):
@@ -38,16 +39,8 @@ def read_questions(path: Path) -> list[Question]:
     """Parse and check every input line before any work starts."""
     questions: list[Question] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise PredictionInputError(f"{where}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise PredictionInputError(f"{where}: expected a JSON object")
+    for number, record in read_jsonl(path, PredictionInputError):
+        where = f"{path}:{number}"
         missing = [k for k in ("id", "image", "question") if k not in record]
         if missing:
             raise PredictionInputError(f"{where}: missing field(s) {', '.join(missing)}")
@@ -77,7 +70,7 @@ def answered_ids(out: Path) -> set[str]:
         try:
             ids.add(json.dumps(json.loads(line)["id"]))
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise PredictionInputError(f"{out} line {number}: not an answer line with an id; fix or remove it") from None
+            raise PredictionInputError(f"{out}:{number}: not an answer line with an id; fix or remove it") from None
     return ids
 
 
@@ -113,7 +106,7 @@ def predict_file(
                 try:
                     image = load_image(q.image, **(image_options or {}))
                 except ImageLoadError as error:
-                    raise PredictionInputError(f"{questions_path} line {q.line} (id {q.key}): image {q.image}: {error.reason}") from None
+                    raise PredictionInputError(f"{questions_path}:{q.line} (id {q.key}): image {q.image}: {error.reason}") from None
                 requests.append(ChatRequest(image, [{"role": "user", "content": q.question}]))
             results = api.generate(requests, **(generation or {}))
             for q, result in zip(batch, results, strict=True):

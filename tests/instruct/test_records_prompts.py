@@ -43,7 +43,7 @@ def test_records_read_mentions_alias_and_context(tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"id": "a", "image": "a.png"', r"c\.jsonl:2: invalid JSON"),
+        ('{"id": "a", "image": "a.png"', r"c\.jsonl:2: not valid JSON"),
         ('["not", "an", "object"]', r"c\.jsonl:2: expected a JSON object, got list"),
         ('{"id": "a", "image": "a.png", "caption": ""}', r"c\.jsonl:2 \(record 'a'\): field 'caption' must be a non-empty"),
         ('{"id": "x", "image": "a.png", "caption": "c", "mentions": [1]}', r"'mentions' must be a string or a list"),

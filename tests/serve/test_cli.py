@@ -77,10 +77,10 @@ def test_predict_is_batched_and_resumable(tiny_model_dir, tiny_api, images, tmp_
 @pytest.mark.parametrize(
     "lines, message",
     [
-        (['{"id": 1, "image": "scan.png", "question": "a?"}', '{"id": 2, "image": "scan.png"}'], "line 2: missing field(s) question"),
-        (['{"id": 1, "image": "scan.png", "question": "a?"}', "{not json"], "line 2: not valid JSON"),
-        (['{"id": "x", "image": "scan.png", "question": "a?"}', '{"id": "x", "image": "scan.png", "question": "b?"}'], 'line 2: id "x" already used on line 1'),
-        (['{"id": 7, "image": "notes.txt", "question": "a?"}'], "line 1 (id 7): image"),
+        (['{"id": 1, "image": "scan.png", "question": "a?"}', '{"id": 2, "image": "scan.png"}'], ":2: missing field(s) question"),
+        (['{"id": 1, "image": "scan.png", "question": "a?"}', "{not json"], ":2: not valid JSON"),
+        (['{"id": "x", "image": "scan.png", "question": "a?"}', '{"id": "x", "image": "scan.png", "question": "b?"}'], ':2: id "x" already used on line 1'),
+        (['{"id": 7, "image": "notes.txt", "question": "a?"}'], ":1 (id 7): image"),
     ],
 )
 def test_predict_names_the_bad_record(tiny_model_dir, images, tmp_path, lines, message) -> None:
@@ -90,7 +90,7 @@ def test_predict_names_the_bad_record(tiny_model_dir, images, tmp_path, lines, m
     questions.write_text("\n".join(lines) + "\n")
     result = runner.invoke(app, ["predict", "--input", str(questions), "--out", str(tmp_path / "a.jsonl"), "--model", str(tiny_model_dir)])
     assert result.exit_code == 1
-    assert f"error: {questions} {message}" in result.output
+    assert f"error: {questions}{message}" in result.output
 
 
 def test_image_options_reach_the_loader(tiny_model_dir, tiny_api, tmp_path) -> None:
