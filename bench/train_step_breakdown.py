@@ -61,6 +61,7 @@ def main() -> None:
             module_learning_rates=recipe.learning_rates,
         )
         trainer.create_optimizer()
+        trainer.current_gradient_accumulation_steps = 1  # set by the training loop in transformers 5; one step here
 
         def step() -> None:
             trainer.training_step(model, dict(batch))

@@ -79,6 +79,8 @@ def scales_experiment(
     summaries = run_scales_experiment(out, settings, [int(s) for s in seeds.split(",")], arms.split(","),
                                       log=lambda line: console.print(f"[cyan]•[/] {line}"))
     console.print(markdown_table(summaries))
+    console.print("\nstrict score per question type (closed: accuracy; open: exact match):")
+    console.print(markdown_table(summaries, by_question_type=True))
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ import json
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,21 @@ class ArmSummary:
     arm: str
     seeds: list[int]
     scores: dict[str, list[float]]
+    by_question_type: dict[str, list[float]] = field(default_factory=dict)
 
     def interval(self, metric: str) -> tuple[float, float]:
-        values = self.scores[metric]
+        """Mean and 95 % CI half-width of one overall metric over the seeds."""
+        return self.interval_of(self.scores[metric])
+
+    @staticmethod
+    def interval_of(values: Sequence[float]) -> tuple[float, float]:
+        """Mean and two-sided 95 % Student-t half-width (nan for fewer than 2 values)."""
+        if not values:
+            return math.nan, math.nan
         mean = statistics.fmean(values)
         if len(values) < 2:
             return mean, math.nan
-        half = T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-        return mean, half
+        return mean, T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 METRICS = {
@@ -64,6 +71,15 @@ def scores_of(report: dict[str, Any]) -> dict[str, float]:
     return {name: float(results[group][key]) for name, (group, key) in METRICS.items()}
 
 
+def question_type_scores(report: dict[str, Any]) -> dict[str, float]:
+    """Strict score per probe question type: closed accuracy (presence) or exact match (count, place, size)."""
+    results = next(iter(report["benchmarks"].values()))
+    return {
+        name: float(stats["strict_closed_accuracy"] if stats["closed"] else stats["open_exact_match"])
+        for name, stats in sorted(results["breakdowns"].get("question_type", {}).items())
+    }
+
+
 def run_scales_experiment(
     out: Path, settings: DemoSettings, seeds: Sequence[int], arms: Sequence[str] = tuple(ARMS), log: Log = print
 ) -> list[ArmSummary]:
@@ -76,6 +92,7 @@ def run_scales_experiment(
     summaries = []
     for arm in arms:
         scores: dict[str, list[float]] = {name: [] for name in METRICS}
+        by_type: dict[str, list[float]] = {}
         for seed in seeds:
             model_args = [f"model_args.{key}={json.dumps(value)}" for key, value in ARMS[arm].items()]
             run = DemoSettings(**{**settings.__dict__, "seed": seed, "model_overrides": model_args})
@@ -83,19 +100,23 @@ def run_scales_experiment(
             result = run_demo(out / arm / f"seed-{seed}", run, data_dir=probe, log=log)
             for name, value in scores_of(result.report).items():
                 scores[name].append(value)
-        summaries.append(ArmSummary(arm, list(seeds), scores))
+            for name, value in question_type_scores(result.report).items():
+                by_type.setdefault(name, []).append(value)
+        summaries.append(ArmSummary(arm, list(seeds), scores, by_type))
     (out / "summary.json").write_text(json.dumps([s.__dict__ for s in summaries], indent=2))
     return summaries
 
 
-def markdown_table(summaries: Sequence[ArmSummary]) -> str:
-    """Mean +/- 95 % CI half-width (t over seeds) per arm and metric, in %."""
-    header = "| arm | seeds | " + " | ".join(METRICS) + " |"
-    lines = [header, "| --- | --- | " + " | ".join("---:" for _ in METRICS) + " |"]
+def markdown_table(summaries: Sequence[ArmSummary], by_question_type: bool = False) -> str:
+    """Mean +/- 95 % CI half-width (t over seeds) per arm and metric, in %; with `by_question_type`, the strict
+    score per probe question type instead of the overall metrics."""
+    columns = sorted({t for s in summaries for t in s.by_question_type}) if by_question_type else list(METRICS)
+    lines = ["| arm | seeds | " + " | ".join(columns) + " |", "| --- | --- | " + " | ".join("---:" for _ in columns) + " |"]
     for summary in summaries:
+        values = summary.by_question_type if by_question_type else summary.scores
         cells = []
-        for metric in METRICS:
-            mean, half = summary.interval(metric)
+        for column in columns:
+            mean, half = ArmSummary.interval_of(values.get(column, []))
             cells.append(f"{mean:.1f} ± {half:.1f}")
         lines.append(f"| {summary.arm} | {len(summary.seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -84,3 +84,7 @@ def test_arms_share_the_token_budget_and_table_lists_every_arm() -> None:
     table = markdown_table([ArmSummary(arm, [0, 1], {m: [10.0, 20.0] for m in metrics}) for arm in ARMS])
     assert all(f"| {arm} | 2 |" in table for arm in ARMS)
     assert "15.0 ± 63.5" in table  # 12.706 * 7.07 / sqrt(2)
+    by_type = markdown_table([ArmSummary("single-224", [0, 1, 2], {}, {"PRES": [50.0, 50.0, 50.0], "COUNT": [0.0, 10.0, 20.0]})],
+                             by_question_type=True)
+    assert by_type.splitlines()[0] == "| arm | seeds | COUNT | PRES |"
+    assert by_type.splitlines()[2] == f"| single-224 | 3 | 10.0 ± {4.303 * 10 / math.sqrt(3):.1f} | 50.0 ± 0.0 |"

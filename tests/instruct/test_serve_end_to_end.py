@@ -26,6 +26,7 @@ from llama3med.instruct.store import load_contents
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(1800),  # ~40 CPU generations with the small model, then a training run
     pytest.mark.skipif(importlib.util.find_spec("llama3med.serve") is None, reason="llama3med.serve not there yet"),
 ]
 REPO_ROOT = Path(__file__).resolve().parents[2]
