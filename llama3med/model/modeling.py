@@ -26,7 +26,12 @@ def distinct_images(pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     `None` for the index when every image is distinct (nothing to gather back)."""
     if pixel_values.shape[0] < 2:
         return pixel_values, None
-    distinct, inverse = torch.unique(pixel_values.flatten(1), dim=0, return_inverse=True)  # [U, 3*S*S], [B]
+    flat = pixel_values.flatten(1)  # [B, 3*S*S]
+    # Identical images have identical sums: when all sums differ (the common case) the exact row-wise
+    # comparison below, a sort over whole images, is skipped. Equal sums only make images candidates.
+    if torch.unique(flat.sum(dim=1)).numel() == flat.shape[0]:
+        return pixel_values, None
+    distinct, inverse = torch.unique(flat, dim=0, return_inverse=True)  # [U, 3*S*S], [B]
     if distinct.shape[0] == pixel_values.shape[0]:
         return pixel_values, None
     return distinct.view(-1, *pixel_values.shape[1:]), inverse

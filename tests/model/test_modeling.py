@@ -60,6 +60,17 @@ def test_a_batch_encodes_each_distinct_image_once() -> None:
     assert sum(tiles_seen) == 2 * tiles_per_image  # two distinct images, not four
 
 
+def test_distinct_images_compares_pixels_not_sums() -> None:
+    from llama3med.model.modeling import distinct_images
+
+    images = torch.randint(0, 10, (3, 3, 8, 8), generator=torch.Generator().manual_seed(0)).float()  # exact sums
+    images[1] = images[0].flip(-1)  # the same pixel sum, a different image
+    images[2] = images[0]
+    distinct, index = distinct_images(images)
+    assert distinct.shape[0] == 2 and torch.equal(distinct[index], images)
+    assert distinct_images(images[:2])[1] is None  # all distinct: nothing to gather back
+
+
 def test_image_token_count_mismatch_is_an_error() -> None:
     model, processor = build_preset("tiny")
     inputs = _batch(processor, ["What?"], [0])
