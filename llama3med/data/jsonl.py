@@ -8,6 +8,17 @@ from pathlib import Path
 from typing import Any
 
 
+def drop_torn_last_line(path: Path) -> bytes:
+    """The complete lines of an append-only file, as bytes. A last line without its newline (an append cut off
+    by a killed process) is also cut from the file itself, so that a resumed run redoes that record."""
+    data = Path(path).read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        with Path(path).open("r+b") as handle:
+            handle.truncate(keep)
+    return data[:keep]
+
+
 def read_jsonl(
     path: Path, error: type[Exception] = ValueError, *, complete_lines_only: bool = False
 ) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+from llama3med.data.jsonl import drop_torn_last_line
 from llama3med.eval.answerers import Answerer
 from llama3med.eval.benchmarks import Benchmark, Question
 from llama3med.eval.templates import PromptTemplates
@@ -36,12 +37,7 @@ def completed_predictions(path: Path, benchmark: Benchmark) -> dict[str, str]:
     killed while writing) is cut off; any other bad line, an unknown id or a repeated id is an error."""
     if not path.exists():
         return {}
-    raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        cut = raw.rfind(b"\n") + 1
-        with path.open("r+b") as handle:  # drop the partial line; its question is answered again
-            handle.truncate(cut)
-        raw = raw[:cut]
+    raw = drop_torn_last_line(path)  # the torn line's question is answered again
     known = {q.id for q in benchmark.questions}
     done: dict[str, str] = {}
     for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llama3med.api import ChatRequest, Llama3Med
-from llama3med.data.jsonl import read_jsonl
+from llama3med.data.jsonl import drop_torn_last_line, read_jsonl
 
 
 class PredictionInputError(ValueError):
@@ -58,13 +58,8 @@ def answered_ids(out: Path) -> set[str]:
     """Ids already in the output. A last line cut short by an interrupted run is removed so it is redone."""
     if not out.exists():
         return set()
-    data = out.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep < len(data):  # an unfinished last line
-        with out.open("r+b") as handle:
-            handle.truncate(keep)
     ids = set()
-    for number, line in enumerate(data[:keep].decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(drop_torn_last_line(out).decode("utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:

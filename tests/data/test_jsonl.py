@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llama3med.data.jsonl import read_jsonl
+from llama3med.data.jsonl import drop_torn_last_line, read_jsonl
 
 
 class CustomError(ValueError):
@@ -37,3 +37,11 @@ def test_a_torn_last_line_is_ignored_only_when_asked(tmp_path: Path) -> None:
     assert list(read_jsonl(path, complete_lines_only=True)) == [(1, {"id": 1})]
     with pytest.raises(ValueError, match=r"a\.jsonl:2: not valid JSON"):
         list(read_jsonl(path))
+
+
+def test_dropping_a_torn_last_line_cuts_it_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"id": 1}\n{"id": 2, "te')
+    assert drop_torn_last_line(path) == b'{"id": 1}\n'
+    assert path.read_bytes() == b'{"id": 1}\n'
+    assert drop_torn_last_line(path) == b'{"id": 1}\n'  # a complete file is left as it is
