@@ -89,7 +89,6 @@ def _train_stage(recipe_name: str, overrides: list[str], log: Log) -> Path:
 
 def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, log: Log = print) -> DemoResult:
     """Run the whole pipeline into `out` (a rerun resumes or reuses finished stages)."""
-    from llama3med.api import Llama3Med
     from llama3med.eval.answerers import Decoding, Llama3MedAnswerer
     from llama3med.eval.benchmarks import load_user_file
     from llama3med.eval.pipeline import evaluate
@@ -133,8 +132,7 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
     report["label"] = "fine-tuned"
     write_report(report, eval_dir)
     first = benchmark.questions[0]
-    api = Llama3Med.from_pretrained(model_dir)
-    answer = api.chat(first.image, first.question, max_new_tokens=settings.max_new_tokens)
+    answer = answerer.api.chat(first.image, first.question, max_new_tokens=settings.max_new_tokens)
     example = {"image": str(first.image), "question": first.question, "answer": answer, "reference": first.answer}
     return DemoResult(data_dir, align_dir, model_dir, eval_dir, report, label, example)
 
