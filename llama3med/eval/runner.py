@@ -1,8 +1,8 @@
 """The evaluation protocol: fixed prompt templates, batched answers, predictions streamed to JSONL.
 
-Predictions are appended one `{"id", "prediction"}` line per question and flushed after every batch, so
-an interrupted run loses at most one batch; a rerun reads the file, drops a torn last line, and answers
-only the questions without a prediction.
+Predictions are appended one line per question (`prediction_record`: id, prediction, question, reference
+answer, answer type, per-item scores) and flushed after every batch, so an interrupted run loses at most one
+batch; a rerun reads the file, drops a torn last line, and answers only the questions without a prediction.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from llama3med.data.jsonl import drop_torn_last_line
 from llama3med.eval.answerers import Answerer
 from llama3med.eval.benchmarks import Benchmark, Question
+from llama3med.eval.metrics import score_answer
 from llama3med.eval.templates import PromptTemplates
 
 T = TypeVar("T")
@@ -94,12 +95,25 @@ def run_benchmark(
         for batch in batched(todo, batch_size):
             answers = answer_batch(answerer, batch, templates, load)
             for question, answer in zip(batch, answers, strict=True):
-                out.write(json.dumps({"id": question.id, "prediction": answer}, ensure_ascii=False) + "\n")
+                out.write(json.dumps(prediction_record(question, answer), ensure_ascii=False) + "\n")
                 done[question.id] = answer
             out.flush()
             if on_batch is not None:
                 on_batch(len(batch))
     return {q.id: done[q.id] for q in benchmark.questions}
+
+
+def prediction_record(question: Question, prediction: str) -> dict[str, Any]:
+    """One predictions line: the id and prediction (what resuming and `score` read), then the question, its
+    reference answer and answer type, and this prediction's score under every metric that applies to it."""
+    return {
+        "id": question.id,
+        "prediction": prediction,
+        "question": question.question,
+        "reference": question.answer,
+        "answer_type": question.answer_type,
+        "scores": score_answer(prediction, question.answer, question.answer_type),
+    }
 
 
 def answer_batch(answerer: Answerer, batch: Sequence[Question], templates: PromptTemplates, load: Callable[[Any], Any]) -> list[str]:
