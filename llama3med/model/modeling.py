@@ -1,7 +1,7 @@
 """`Llama3MedForConditionalGeneration`: frozen tower -> S2 multi-scale features -> connector -> causal LM.
 
 A standard `PreTrainedModel` with `GenerationMixin`: `save_pretrained` / `from_pretrained` with
-safetensors, the Auto classes (registered in `llama3med/__init__.py`), `generate` with KV cache and
+safetensors, the Auto classes (registered on `import llama3med.model`), `generate` with KV cache and
 left padding. Each `<image>` placeholder in `input_ids` has been expanded by the processor into exactly
 `config.num_image_tokens` image-token ids; their embeddings are replaced by the image's features.
 """

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-import llama3med  # noqa: F401  (registers the Auto classes)
+import llama3med.model  # noqa: F401  (registers the Auto classes)
 from llama3med.api import ChatRequest, Llama3Med
 from llama3med.model.presets import build_preset
 
@@ -90,7 +90,7 @@ def test_save_and_load_in_fresh_process_gives_identical_logits(tmp_path: Path) -
     with torch.no_grad():
         expected = model(**inputs).logits
     script = (
-        "import sys, torch, llama3med\n"
+        "import sys, torch, llama3med.model\n"
         "from transformers import AutoModelForImageTextToText, AutoProcessor\n"
         "d = sys.argv[1]\n"
         "m = AutoModelForImageTextToText.from_pretrained(d + '/model').eval()\n"
