@@ -106,34 +106,79 @@ def our_row_cells(results: dict[str, dict[str, Any]]) -> list[float | None]:
     return values + [sum(complete) / len(complete) if len(complete) == len(values) else None]
 
 
+def model_title(model: dict[str, Any]) -> str:
+    """The model's name as the report shows it, tagged "(ours)" only for a Llama3-Med checkpoint."""
+    if model.get("path") and model["kind"] != "openai-endpoint":
+        name = Path(model["path"]).name
+    else:
+        name = model.get("model") or model.get("path") or "model"
+    return f"{name} (ours)" if model["kind"] == "llama3med" else name
+
+
+def is_partial(run: dict[str, Any]) -> bool:
+    return run["limit"] is not None and run["limit"] < run["full_size"]
+
+
+def comparable_with_published(report: dict[str, Any]) -> list[str]:
+    """The official benchmarks evaluated on their whole English test split: only these sit beside the
+    published full-test rows."""
+    runs = report["runs"]
+    return [name for name in report["benchmarks"]
+            if name in BENCHMARKS and not is_partial(runs[name]) and runs[name].get("language", "en") == "en"]
+
+
+def size_text(scores: dict[str, Any], run: dict[str, Any]) -> str:
+    questions = scores["counts"]["questions"]
+    return f"first {questions} of {run['full_size']}" if is_partial(run) else str(questions)
+
+
 def markdown_report(report: dict[str, Any]) -> str:
-    """The report as Markdown: the field's table (ours + published baselines), strict metrics, test sets."""
-    results, label = report["benchmarks"], report["label"]
-    model = report["model"]
-    model_name = Path(model["path"]).name if model.get("path") and model["kind"] != "openai-endpoint" else model.get("model") or model.get("path")
-    header = "| Model | Setting | " + " | ".join(f"{DISPLAY_NAMES[n]} Open | {DISPLAY_NAMES[n]} Closed" for n in BENCHMARKS) + " | Avg |"
-    rule = "| --- | --- | " + " | ".join("---: | ---:" for _ in BENCHMARKS) + " | ---: |"
-    ours = f"| **{model_name}** (ours) | {label} | " + " | ".join(cell(v) for v in our_row_cells(results)) + " |"
-    published = [
-        f"| {row['model']} | {PUBLISHED_LABEL} | "
-        + " | ".join(f"{row[n][0]:.2f} | {row[n][1]:.2f}" for n in BENCHMARKS)
-        + f" | {row['avg']:.2f} |"
-        for row in PUBLISHED_ZERO_SHOT
-    ]
+    """The report as Markdown: the field's table (ours beside the published baselines, for official benchmarks
+    evaluated in full), the other test sets and partial runs, strict metrics, test sets."""
+    results, label, runs = report["benchmarks"], report["label"], report["runs"]
+    title = model_title(report["model"])
     lines = [
-        f"# Evaluation of {model_name}",
+        f"# Evaluation of {title}",
         "",
         f"Label: **{label}**. {contamination_sentence(report['contamination'])}",
         "",
-        "## LLaVA-Med metrics (Open = recall on open questions, Closed = accuracy on closed questions, %)",
-        "",
-        header,
-        rule,
-        ours,
-        *published,
-        "",
-        f"Published rows: {PUBLISHED_SOURCE}; {PUBLISHED_LABEL}. Avg is the mean of the six cells.",
-        "",
+    ]
+    comparable = comparable_with_published(report)
+    if comparable:
+        header = "| Model | Setting | " + " | ".join(f"{DISPLAY_NAMES[n]} Open | {DISPLAY_NAMES[n]} Closed" for n in BENCHMARKS) + " | Avg |"
+        rule = "| --- | --- | " + " | ".join("---: | ---:" for _ in BENCHMARKS) + " | ---: |"
+        cells = our_row_cells({name: results[name] for name in comparable})
+        lines += [
+            "## LLaVA-Med metrics (Open = recall on open questions, Closed = accuracy on closed questions, %)",
+            "",
+            header,
+            rule,
+            f"| **{title}** | {label} | " + " | ".join(cell(v) for v in cells) + " |",
+            *(
+                f"| {row['model']} | {PUBLISHED_LABEL} | " + " | ".join(f"{row[n][0]:.2f} | {row[n][1]:.2f}" for n in BENCHMARKS)
+                + f" | {row['avg']:.2f} |"
+                for row in PUBLISHED_ZERO_SHOT
+            ),
+            "",
+            f"Published rows: {PUBLISHED_SOURCE}; {PUBLISHED_LABEL}. Avg is the mean of the six cells, given only when all"
+            " three benchmarks were evaluated on their whole test split.",
+            "",
+        ]
+    others = [name for name in results if name not in comparable]
+    if others:
+        lines += [
+            "## LLaVA-Med metrics on other test sets and partial runs (%; not comparable with published full-test figures)",
+            "",
+            "| Test set | Questions | Open recall | Closed accuracy |",
+            "| --- | ---: | ---: | ---: |",
+            *(
+                f"| {DISPLAY_NAMES.get(n, n)} | {size_text(results[n], runs[n])} | {cell(results[n]['llava_med']['open_recall'])} | "
+                f"{cell(results[n]['llava_med']['closed_accuracy'])} |"
+                for n in others
+            ),
+            "",
+        ]
+    lines += [
         "## Strict metrics (%)",
         "",
         "| Benchmark | Closed accuracy (first yes/no word) | Open exact match | Open token F1 | Open BLEU-1 | Open / closed questions |",
@@ -145,12 +190,14 @@ def markdown_report(report: dict[str, Any]) -> str:
             f"| {DISPLAY_NAMES.get(name, name)} | {cell(strict['closed_accuracy'])} | {cell(strict['open_exact_match'])} | "
             f"{cell(strict['open_f1'])} | {cell(scores['bleu1'])} | {counts['open']} / {counts['closed']} |"
         )
-    lines += ["", "## Test sets", "", "| Benchmark | Questions | Images | Source | Official size check |", "| --- | ---: | ---: | --- | --- |"]
+    lines += ["", "## Test sets", "", "| Test set | Questions | Images | Source | Official size check |", "| --- | ---: | ---: | --- | --- |"]
     for name, scores in results.items():
-        counts, run = scores["counts"], report["runs"][name]
-        check = "; ".join(run["official_count_mismatches"]) or "matches"
-        subset = f" (first {run['limit']} of {run['full_size']})" if run["limit"] is not None and run["limit"] < run["full_size"] else ""
-        lines.append(f"| {DISPLAY_NAMES.get(name, name)} | {counts['questions']}{subset} | {counts['images']} | {run['data']} ({run['layout']}) | {check} |")
+        counts, run = scores["counts"], runs[name]
+        if name in BENCHMARKS and run.get("language", "en") == "en":
+            check = "; ".join(run["official_count_mismatches"]) or "matches"
+        else:
+            check = "– (no official size)"
+        lines.append(f"| {DISPLAY_NAMES.get(name, name)} | {size_text(scores, run)} | {counts['images']} | {run['data']} ({run['layout']}) | {check} |")
     decoding = ", ".join(f"{k}={v}" for k, v in report["decoding"].items())
     prompts = report["prompts"]
     lines += [
@@ -175,31 +222,50 @@ def contamination_sentence(check: dict[str, Any]) -> str:
 
 
 # PNG chart -------------------------------------------------------------------------------------------
-def breakdown_chart(results: dict[str, dict[str, Any]], path: Path) -> None:
-    """Horizontal bars per category value (LLaVA-Med open recall and closed accuracy), one panel per
-    benchmark and category, labels with question counts. Drawn with the Agg canvas (no display)."""
+def chart_title(report: dict[str, Any]) -> str:
+    """Model, protocol, zero-shot / fine-tuned label and question count, for the chart."""
+    total = sum(scores["counts"]["questions"] for scores in report["benchmarks"].values())
+    protocol = report.get("protocol") or "greedy, fixed prompt templates"
+    if isinstance(protocol, dict):
+        protocol = protocol.get("name") or ", ".join(f"{k}={v}" for k, v in protocol.items())
+    return f"{model_title(report['model'])}: {protocol}; {report['label']}; n = {total} questions"
+
+
+def breakdown_figure(report: dict[str, Any]) -> Any:
+    """A matplotlib `Figure`: horizontal bars per category value (LLaVA-Med open recall and closed accuracy)
+    with their values, one panel per benchmark and category, labels with question counts, a title naming the
+    model, protocol, label and n. A metric with no question of its type in a row is drawn as no bar, labelled
+    "n/a". Drawn with the Agg canvas (no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    results = report["benchmarks"]
     panels = [(name, category, values) for name, scores in results.items() for category, values in scores["breakdowns"].items()]
     heights = [max(1.5, 0.35 * len(values) + 1.0) for _, _, values in panels]
-    figure = Figure(figsize=(8, sum(heights)), layout="constrained")
+    figure = Figure(figsize=(8, sum(heights) + 0.6), layout="constrained")
     FigureCanvasAgg(figure)
+    figure.suptitle(chart_title(report), fontsize=10)
     axes = figure.subplots(len(panels), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)[:, 0]
     for axis, (name, category, values) in zip(axes, panels, strict=True):
         labels = [f"{value} (n={stats['count']})" for value, stats in values.items()]
         positions = list(range(len(labels)))
-        open_scores = [stats["llava_med_open_recall"] or 0.0 for stats in values.values()]
-        closed_scores = [stats["llava_med_closed_accuracy"] or 0.0 for stats in values.values()]
-        axis.barh([p - 0.2 for p in positions], open_scores, height=0.4, label="open recall")
-        axis.barh([p + 0.2 for p in positions], closed_scores, height=0.4, label="closed accuracy")
+        for offset, key, legend in ((-0.2, "llava_med_open_recall", "open recall"), (0.2, "llava_med_closed_accuracy", "closed accuracy")):
+            scores = [stats[key] for stats in values.values()]
+            bars = axis.barh([p + offset for p in positions], [v or 0.0 for v in scores], height=0.4, label=legend)
+            axis.bar_label(bars, labels=["n/a" if v is None else f"{v:.1f}" for v in scores], fontsize=7, padding=2)
         axis.set_yticks(positions, labels, fontsize=8)
         axis.invert_yaxis()
-        axis.set_xlim(0, 100)
-        axis.set_title(f"{DISPLAY_NAMES.get(name, name)} by {category}", fontsize=10)
+        axis.set_xlim(0, 110)  # room for the value labels of 100 % bars
+        n = results[name]["counts"]["questions"]
+        axis.set_title(f"{DISPLAY_NAMES.get(name, name)} by {category} (n={n})", fontsize=10)
     figure.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncols=2, fontsize=8)
     axes[-1].set_xlabel("% (LLaVA-Med metrics)")
-    figure.savefig(path, dpi=100)
+    return figure
+
+
+def breakdown_chart(report: dict[str, Any], path: Path) -> None:
+    """`breakdown_figure` saved as a PNG (100 dpi, 800 px wide)."""
+    breakdown_figure(report).savefig(path, dpi=100)
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
@@ -208,5 +274,5 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md", "chart": out_dir / "breakdowns.png"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown_report(report), encoding="utf-8")
-    breakdown_chart(report["benchmarks"], paths["chart"])
+    breakdown_chart(report, paths["chart"])
     return paths
