@@ -24,13 +24,15 @@ class ImageLimits:
     """Upper bounds checked from headers before any pixel data is decoded.
 
     `max_pixels` bounds one decoded 2-D image (a frame, a slice, or a whole montage); `max_bytes` the
-    encoded input; `max_voxels` the voxels a NIfTI header declares, which bounds the decompression work
-    of reaching a slice in a gzip volume.
+    encoded input; `max_voxels` the voxels a NIfTI header declares; `max_decompressed_bytes` the bytes any
+    compressed container (a deflated DICOM dataset, a gzip NIfTI stream, counting re-reads) may inflate to,
+    so a small file cannot expand to gigabytes in memory or in decompression time.
     """
 
     max_pixels: int = 64_000_000
     max_bytes: int = 512 * MiB
     max_voxels: int = 1 << 30
+    max_decompressed_bytes: int = 512 * MiB
 
     def check_bytes(self, source: str, size: int) -> None:
         """Refuse an encoded input larger than `max_bytes`, or an empty one."""
@@ -59,3 +61,11 @@ class ImageLimits:
             raise ImageLoadError(
                 source, f"volume size {dims} = {voxels} voxels exceeds the limit of {self.max_voxels} voxels"
             )
+
+    def decompression_error(self, source: str, what: str) -> ImageLoadError:
+        """The refusal of compressed data that inflates past `max_decompressed_bytes`."""
+        return ImageLoadError(
+            source,
+            f"{what} inflates past the limit of {self.max_decompressed_bytes} decompressed bytes "
+            "(a decompression bomb, or a file too large for this limit)",
+        )

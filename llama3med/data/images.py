@@ -1,7 +1,8 @@
 """The one image-loading function every entry point uses: any supported source -> 8-bit RGB PIL image.
 
-Formats are recognised by content (DICOM "DICM" marker, NIfTI magic, gzip + NIfTI magic, Pillow's
-signatures), with the suffixes .dcm/.dicom/.ima and .nii/.nii.gz as a fallback for files without them.
+Formats are recognised by content (DICOM "DICM" marker or a bare dataset's first element, NIfTI magic,
+gzip + NIfTI magic, Pillow's signatures), so a path, its bytes and a data: URL of them decode the same;
+the suffixes .dcm/.dicom/.ima and .nii/.nii.gz are only a fallback that picks the error message.
 Sizes are checked against `ImageLimits` from headers before pixel data is decoded. Options that do not
 apply to a format (a window on an 8-bit photo, a frame on a PNG) are ignored, so one set of options
 can serve a mixed folder. See docs/IMAGES.md.
@@ -18,7 +19,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
-from llama3med.data.dicom import is_dicom_header, read_dicom_pixels
+from llama3med.data.dicom import is_dicom_header, looks_like_bare_dicom, read_dicom_pixels
 from llama3med.data.image_safety import ImageLimits, ImageLoadError
 from llama3med.data.intensity import WINDOW_PRESETS, Window, WindowSpec, parse_window
 from llama3med.data.nifti import GZIP_MAGIC, gunzip_head, nifti_version, read_nifti_pixels
@@ -133,7 +134,7 @@ def _load_encoded(
     head = file.read(SNIFF_BYTES)
     file.seek(0)
     window = options.window
-    if is_dicom_header(head) or name.endswith(DICOM_SUFFIXES):
+    if is_dicom_header(head) or looks_like_bare_dicom(head) or name.endswith(DICOM_SUFFIXES):
         # A multi-frame DICOM's frames are often the slices of a volume: --slice picks one as --frame does.
         frame = options.frame if options.frame is not None else options.slice_index
         pixels, info = read_dicom_pixels(
