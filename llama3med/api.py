@@ -19,8 +19,10 @@ from transformers.generation.streamers import BaseStreamer
 
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
 from llama3med.model.processing import ImageInput, Llama3MedProcessor
+from llama3med.model.tokenization import IMAGE_TOKEN
 
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+# {"role": "system" | "user" | "assistant", "content": str or a list of llava-hf / OpenAI content parts}
+Message = dict[str, Any]
 
 
 @dataclass
@@ -62,14 +64,23 @@ class GenerationSettings:
         return kwargs
 
 
+def places_image(content: str | list[dict[str, Any]] | None) -> bool:
+    """Whether message content holds the image's place: an `<image>` tag in a string, an image part in a list."""
+    if isinstance(content, str):
+        return IMAGE_TOKEN in content
+    return any(part.get("type") in ("image", "image_url") for part in content or ())
+
+
 def with_image_tag(messages: Sequence[Message]) -> list[Message]:
-    """Copy of `messages` whose first user turn starts with the `<image>` tag (unless one is present)."""
+    """Copy of `messages` whose first user turn starts with the image (unless a turn already places it):
+    the `<image>` tag for string content, an image part for list content."""
     messages = [dict(m) for m in messages]
-    if not any("<image>" in m["content"] for m in messages):
+    if not any(places_image(m["content"]) for m in messages):
         first_user = next((m for m in messages if m["role"] == "user"), None)
         if first_user is None:
             raise ValueError("a conversation with an image needs a user turn")
-        first_user["content"] = "<image>\n" + first_user["content"]
+        content = first_user["content"]
+        first_user["content"] = [{"type": "image"}, *content] if isinstance(content, list) else f"{IMAGE_TOKEN}\n{content}"
     return messages
 
 

@@ -111,6 +111,9 @@ class HFImageTextAnswerer:
     ) -> HFImageTextAnswerer:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        from llama3med._registration import register_auto_classes
+
+        register_auto_classes()  # so that our own folders load through the Auto classes too
         processor = AutoProcessor.from_pretrained(path)
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype(dtype))
         return cls(model.to(device) if device else model, processor, decoding, path)

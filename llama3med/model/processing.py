@@ -12,6 +12,8 @@ from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 from transformers.image_processing_utils import BaseImageProcessor
 
+from llama3med.model.tokenization import with_content_parts
+
 ImageInput = Any  # path, bytes, PIL image or numpy array; decoded by llama3med.data.images.load_image
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -92,12 +94,19 @@ class Llama3MedProcessor(ProcessorMixin):
     ) -> None:
         self.num_image_tokens = int(num_image_tokens)
         self.image_token = image_token
-        super().__init__(image_processor, tokenizer, chat_template=chat_template or tokenizer.chat_template)
+        # Folders saved before list content parts were supported get them on load (string content renders
+        # exactly as before); the tokenizer gets the same template so its own apply_chat_template agrees.
+        chat_template = chat_template or tokenizer.chat_template
+        if chat_template:
+            chat_template = tokenizer.chat_template = with_content_parts(chat_template)
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
 
     # Text ---------------------------------------------------------------------------------------
-    def render_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """Render `[{role, content}]` with the tokenizer's chat template (content strings may hold `<image>`)."""
+    def render_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+        """Render `[{role, content}]` with the chat template. Content is a string (which may hold `<image>`) or
+        a list of parts, llava-hf / OpenAI style: `{"type": "image"}` or `"image_url"` -> `<image>`, `{"type":
+        "text", "text": ...}` -> its text."""
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=add_generation_prompt, chat_template=self.chat_template
         )
@@ -134,12 +143,16 @@ class Llama3MedProcessor(ProcessorMixin):
     ) -> BatchFeature:
         """Tokenise rendered prompts and preprocess their images (in the order the `<image>` tags appear).
 
-        Left padding is the default because it is what batched generation needs.
+        `images` is flat or, as `apply_chat_template(tokenize=True)` passes them, one list per prompt. Left
+        padding is the default because it is what batched generation needs; other tokenizer keyword
+        arguments (`padding`, `return_tensors`) are accepted and the result is always torch tensors.
         """
         texts = [text] if isinstance(text, str) else list(text)
         sequences = [self.tokenize(t) for t in texts]
         n_tags = sum(t.count(self.image_token) for t in texts)
-        image_list = [] if images is None else (list(images) if isinstance(images, (list, tuple)) else [images])
+        image_list: list[ImageInput] = []
+        for item in [] if images is None else (images if isinstance(images, (list, tuple)) else [images]):
+            image_list.extend(item if isinstance(item, (list, tuple)) else [item])
         if n_tags != len(image_list):
             raise ValueError(f"prompts contain {n_tags} {self.image_token} tag(s) but {len(image_list)} image(s) were given")
         input_ids, attention_mask = self.pad(sequences, padding_side)

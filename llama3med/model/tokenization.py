@@ -41,6 +41,43 @@ LLAMA3_CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
 
+# Prepended to every chat template: message content given as a list of parts (the llava-hf / OpenAI style,
+# `[{"type": "image"}, {"type": "text", "text": "..."}]`) becomes one string before the template proper sees
+# it: an image part (`image`, or OpenAI's `image_url`) becomes the `<image>` placeholder, a text part its text,
+# parts joined by newlines in their order. String content passes through untouched, so a template renders
+# string conversations exactly as before; any other part type (video, audio) is refused by name. Only `role`
+# and `content` of a list-content message reach the template (tool calls are not supported with list content).
+CONTENT_PARTS_MARKER = "{#- llama3med: list content parts -#}"
+CONTENT_PARTS_PREFIX = (
+    CONTENT_PARTS_MARKER
+    + "{%- set content_parts = namespace(messages=[], pieces=[]) -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string or message['content'] is none -%}"
+    "{%- set content_parts.messages = content_parts.messages + [message] -%}"
+    "{%- else -%}"
+    "{%- set content_parts.pieces = [] -%}"
+    "{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}"
+    "{%- set content_parts.pieces = content_parts.pieces + [part['text']] -%}"
+    "{%- elif part['type'] in ['image', 'image_url'] -%}"
+    "{%- set content_parts.pieces = content_parts.pieces + ['" + IMAGE_TOKEN + "'] -%}"
+    "{%- else -%}"
+    "{{- raise_exception('message content part of type ' ~ part['type'] ~ ' is not supported: use text, image or image_url') -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- set content_parts.messages = content_parts.messages"
+    " + [{'role': message['role'], 'content': content_parts.pieces | join('\n')}] -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- set messages = content_parts.messages -%}"
+)
+
+
+def with_content_parts(chat_template: str) -> str:
+    """`chat_template` that also accepts list content parts (see `CONTENT_PARTS_PREFIX`); idempotent."""
+    return chat_template if chat_template.startswith(CONTENT_PARTS_MARKER) else CONTENT_PARTS_PREFIX + chat_template
+
+
 # A fixed corpus for the tiny tokenizer: the BPE merges are learnt from it, deterministically.
 _TINY_CORPUS = """
 What modality is used in this image? Is there a nodule in the right lung? Yes. No. The image shows a chest
@@ -110,7 +147,8 @@ def load_llama3_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizer
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
-    """Add the `<image>` placeholder, a pad token and (for Llama-3 tokenizers without one) a chat template."""
+    """Add the `<image>` placeholder, a pad token and (for Llama-3 tokenizers without one) a chat template;
+    the chat template learns list content parts (`with_content_parts`)."""
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False)
     if tokenizer.pad_token is None:
@@ -120,4 +158,5 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
         if "<|start_header_id|>" not in tokenizer.get_vocab():
             raise ValueError("tokenizer has no chat template and is not a Llama-3 tokenizer; give it a chat template")
         tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
+    tokenizer.chat_template = with_content_parts(tokenizer.chat_template)
     return tokenizer
