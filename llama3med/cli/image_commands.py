@@ -95,11 +95,18 @@ def _output_name(path: Path) -> str:
 
 def anonymize(
     src: Annotated[
-        Path, typer.Argument(help="Folder of DICOM files (searched recursively; links not followed).")
+        Path,
+        typer.Argument(
+            help="Folder of DICOM files (searched recursively; links and non-regular files skipped)."
+        ),
     ],
     dst: Annotated[Path, typer.Argument(help="Output folder: <study UID>/<series UID>/<instance UID>.dcm.")],
     keep_uids: Annotated[
-        bool, typer.Option(help="Keep the original study/series/instance UIDs instead of keyed pseudonyms.")
+        bool,
+        typer.Option(
+            help="Keep every original UID (study, series, instance, frame of reference, and the references between "
+            "files) instead of keyed pseudonyms (PS3.15 Retain UIDs Option); everything else is still removed."
+        ),
     ] = False,
     key_file: Annotated[
         Path | None,
@@ -110,7 +117,11 @@ def anonymize(
         ),
     ] = None,
 ) -> None:
-    """Write de-identified copies of a DICOM folder (PS3.15 basic profile subset; see docs/IMAGES.md)."""
+    """Write de-identified copies of a DICOM folder (PS3.15 Annex E basic profile; see docs/IMAGES.md).
+
+    Never stops on one file: links, FIFOs, devices, unreadable, corrupt and non-DICOM entries are skipped and
+    listed with the reason; a rerun with the same --key-file resumes.
+    """
     from llama3med.data.anonymize import anonymize_dicom_folder
 
     key = _load_or_create_key(key_file) if key_file is not None else None
