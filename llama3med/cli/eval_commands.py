@@ -14,8 +14,13 @@ from rich.console import Console
 console = Console(soft_wrap=True)  # tables and paths stay on one line each
 errors = Console(stderr=True, soft_wrap=True)  # soft wrap: paths in messages stay on one line
 
-SHARED_BENCHMARKS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
-LAYOUT_HELP = "Data layout: auto, jsonl (shared layout), original (release files) or parquet (Hugging Face folder)."
+LAYOUT_HELP = "Layout of the official benchmarks: auto, jsonl (shared layout), original (release files) or parquet (Hugging Face folder)."
+DATA_ROOT_HELP = "Folder holding one folder per official benchmark (vqa-rad/, slake/, pathvqa/). No default: give it here or in LLAMA3MED_DATA_ROOT."
+COLUMNS_HELP = ("Custom data sets: which column holds each field, e.g. question=query,answer=label,image=img,id=qid,answer_type=kind "
+                "(default: id/qid/question_id, image, question/text, answer/gpt4_answer, answer_type).")
+CATEGORIES_HELP = "Custom data sets: comma-separated columns to break the figures down by (default: every other column of JSONL/CSV rows)."
+SPLIT_HELP = "Custom data set folders (datasets' save_to_disk, parquet, <split>.jsonl): the split to read."
+IMAGE_DIR_HELP = "Custom data sets: folder their image paths are relative to (default: the file's folder, or a data set folder's images/)."
 
 
 def fail(message: str) -> typer.Exit:
@@ -49,8 +54,11 @@ def build_answerer(model: Path | None, backend: str, endpoint: str | None, serve
 
 def eval_command(
     model: Path | None = typer.Option(None, "--model", help="Model folder: a Llama3-Med checkpoint or any Hugging Face image-text-to-text model."),
-    benchmarks: str = typer.Option("vqa-rad,slake,pathvqa", help="Comma-separated: vqa-rad, slake, pathvqa, or paths of your own .jsonl/.csv files."),
-    data_root: Path = typer.Option(SHARED_BENCHMARKS, help="Folder holding one folder per benchmark (vqa-rad/, slake/, pathvqa/)."),
+    benchmarks: str = typer.Option(
+        "vqa-rad,slake,pathvqa", help="Comma-separated: vqa-rad, slake, pathvqa, or your own data sets as PATH or NAME=PATH "
+        "(.jsonl, .csv, LLaVA-Med question .jsonl or test .json, .parquet, or a Hugging Face dataset folder)."
+    ),
+    data_root: Path | None = typer.Option(None, envvar="LLAMA3MED_DATA_ROOT", help=DATA_ROOT_HELP),
     out: Path | None = typer.Option(None, help="Output folder (predictions, report.md/json, breakdowns.png); default eval-results/<model name>."),
     limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N questions of each benchmark."),
     batch_size: int = typer.Option(16, min=1, help="Questions per generate call (left padded, KV cache)."),
@@ -61,6 +69,10 @@ def eval_command(
     prompts: Path | None = typer.Option(None, help="Folder with closed.txt and open.txt prompt templates (default: the packaged ones)."),
     layout: str = typer.Option("auto", help=LAYOUT_HELP),
     slake_language: str = typer.Option("en", help="SLAKE questions: en (official English test split) or zh."),
+    columns: str | None = typer.Option(None, help=COLUMNS_HELP),
+    categories: str | None = typer.Option(None, help=CATEGORIES_HELP),
+    split: str = typer.Option("test", help=SPLIT_HELP),
+    image_dir: Path | None = typer.Option(None, help=IMAGE_DIR_HELP),
     backend: str = typer.Option("auto", help="auto (from config.json), llama3med, or hf (AutoModelForImageTextToText)."),
     endpoint: str | None = typer.Option(None, help="Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1 (instead of a local model)."),
     served_model: str | None = typer.Option(None, help="Model name to request from --endpoint."),
@@ -75,7 +87,7 @@ def eval_command(
     from rich.progress import Progress
 
     from llama3med.eval.answerers import Decoding
-    from llama3med.eval.benchmarks import resolve_benchmark
+    from llama3med.eval.data_specs import ColumnMap, resolve_benchmarks
     from llama3med.eval.pipeline import evaluate
     from llama3med.eval.templates import PromptTemplates
 
@@ -84,12 +96,15 @@ def eval_command(
     decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
     command = ["llama3med", "eval", *(["--model", str(model)] if model else []), *(["--endpoint", endpoint] if endpoint else []),
                *(["--served-model", served_model] if served_model else []), "--benchmarks", ",".join(specs),
-               "--data-root", str(data_root), "--out", str(out), "--batch-size", str(batch_size), "--seed", str(seed),
-               "--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature),
-               *(["--limit", str(limit)] if limit else []), *(["--prompts", str(prompts)] if prompts else [])]
+               *(["--data-root", str(data_root)] if data_root else []), "--out", str(out), "--batch-size", str(batch_size),
+               "--seed", str(seed), "--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature),
+               *(["--limit", str(limit)] if limit else []), *(["--prompts", str(prompts)] if prompts else []),
+               *data_options(layout, slake_language, columns, categories, split, image_dir)]
     try:
-        loaded = [resolve_benchmark(spec, data_root, layout=layout, language=slake_language) for spec in specs]
+        loaded = resolve_benchmarks(specs, data_root, layout=layout, language=slake_language,
+                                    columns=ColumnMap.parse(columns, categories), split=split, image_dir=image_dir)
         for benchmark in loaded:
+            console.print(f"[cyan]data:[/] {benchmark.describe()}", highlight=False)
             for mismatch in benchmark.check_counts():
                 errors.print(f"[yellow]warning:[/] split size differs from the official count: {mismatch}")
         templates = PromptTemplates.load(prompts)
@@ -107,21 +122,31 @@ def eval_command(
 
 
 def score_command(
-    benchmark: str = typer.Option(..., help="vqa-rad, slake, pathvqa, or a path to your own .jsonl/.csv file."),
-    data_root: Path = typer.Option(SHARED_BENCHMARKS, help="Folder holding one folder per benchmark (vqa-rad/, slake/, pathvqa/)."),
-    predictions: Path = typer.Option(..., exists=True, dir_okay=False, help='JSONL with one {"id", "prediction"} per question.'),
+    benchmark: str = typer.Option(..., help="vqa-rad, slake, pathvqa, or your own data set as PATH or NAME=PATH (the formats of eval --benchmarks)."),
+    data_root: Path | None = typer.Option(None, envvar="LLAMA3MED_DATA_ROOT", help=DATA_ROOT_HELP),
+    predictions: Path = typer.Option(
+        ..., exists=True, dir_okay=False,
+        help='JSONL with one {"id", "prediction"} per question, or a LLaVA-Med answers file ({"question_id", "text"}).',
+    ),
     out: Path = typer.Option(..., help="JSON file to write the figures to."),
     limit: int | None = typer.Option(None, min=1, help="Score only the first N questions (as `eval --limit N` produced)."),
     layout: str = typer.Option("auto", help=LAYOUT_HELP),
     slake_language: str = typer.Option("en", help="SLAKE questions: en or zh."),
+    columns: str | None = typer.Option(None, help=COLUMNS_HELP),
+    categories: str | None = typer.Option(None, help=CATEGORIES_HELP),
+    split: str = typer.Option("test", help=SPLIT_HELP),
+    image_dir: Path | None = typer.Option(None, help=IMAGE_DIR_HELP),
 ) -> None:
     """Score an existing predictions JSONL without loading any model (predictions from anywhere)."""
-    from llama3med.eval.benchmarks import resolve_benchmark
+    from llama3med.eval.data_specs import ColumnMap, resolve_benchmarks
     from llama3med.eval.scoring import score_file
 
     try:
-        full = resolve_benchmark(benchmark, data_root, layout=layout, language=slake_language)
+        [full] = resolve_benchmarks([benchmark], data_root, layout=layout, language=slake_language,
+                                    columns=ColumnMap.parse(columns, categories), split=split, image_dir=image_dir)
+        console.print(f"[cyan]data:[/] {full.describe()}", highlight=False)
         scores = score_file(full.limited(limit), predictions)
+        console.print(f"[cyan]predictions:[/] {scores['source']['predictions_format']} ({predictions})", highlight=False)
     except (OSError, ValueError) as error:
         raise fail(str(error)) from error
     result = {"benchmarks": {full.name: {**scores, "official_count_mismatches": full.check_counts(), "limit": limit}}}
@@ -138,6 +163,14 @@ def score_command(
         f"open F1 {show(strict['open_f1'])}, BLEU-1 {show(scores['bleu1'])} "
         f"({scores['counts']['open']} open / {scores['counts']['closed']} closed) -> {out}"
     )
+
+
+def data_options(layout: str, language: str, columns: str | None, categories: str | None, split: str,
+                 image_dir: Path | None) -> list[str]:
+    """The data options that differ from their defaults, for the reproduce line."""
+    given = [("--layout", layout, "auto"), ("--slake-language", language, "en"), ("--columns", columns, None),
+             ("--categories", categories, None), ("--split", split, "test"), ("--image-dir", image_dir, None)]
+    return [item for option, value, default in given if value != default for item in (option, str(value))]
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,5 @@
-"""Benchmark loaders: VQA-RAD, SLAKE and PathVQA test splits in every layout users have, plus a generic
-JSONL/CSV for a user's own data.
+"""Benchmark loaders: VQA-RAD, SLAKE and PathVQA test splits in every layout users have (custom data sets, and
+the names they get, are in `llama3med.eval.data_specs`).
 
 Layouts (`layout=` in `load_benchmark`; "auto" tries them in this order):
 
@@ -18,7 +18,6 @@ and the first few. Split sizes are compared with the official counts (`check_cou
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections import Counter
@@ -33,6 +32,18 @@ from llama3med.eval.metrics import CLOSED, OPEN, YES_NO
 
 BENCHMARKS = ("vqa-rad", "slake", "pathvqa")
 LAYOUTS = ("auto", "jsonl", "original", "parquet")
+# What `Benchmark.layout` says, for messages and reports: the official layouts, then the custom formats.
+LAYOUT_DESCRIPTIONS = {
+    "jsonl": "shared JSONL layout (test.jsonl + images/)",
+    "original": "original release files",
+    "parquet": "Hugging Face parquet files",
+    "custom-jsonl": "JSONL rows (id, image, question, answer)",
+    "custom-csv": "CSV rows (id, image, question, answer)",
+    "llava-med-questions": "LLaVA-Med question JSONL (question_id, image, text)",
+    "llava-med-conversations": "LLaVA-Med test JSON (id, image, conversations, answer_type)",
+    "hf-dataset": "Hugging Face dataset folder written by datasets' save_to_disk",
+    "folder-jsonl": "folder with a JSONL split and images/",
+}
 DISPLAY_NAMES = {"vqa-rad": "VQA-RAD", "slake": "SLAKE", "pathvqa": "PathVQA"}
 
 
@@ -115,6 +126,18 @@ class Benchmark:
     layout: str
     questions: list[Question]
     language: str = "en"
+    columns: dict[str, Any] = field(default_factory=dict)  # a custom data set's --columns / --categories
+
+    @property
+    def official(self) -> bool:
+        """One of VQA-RAD, SLAKE, PathVQA (custom data sets can never take these names)."""
+        return self.name in BENCHMARKS
+
+    def describe(self) -> str:
+        """One line: the name, how many questions, the format detected and where from."""
+        what = LAYOUT_DESCRIPTIONS.get(self.layout, self.layout)
+        columns = f", columns {self.columns}" if self.columns else ""
+        return f"{DISPLAY_NAMES.get(self.name, self.name)}: {len(self.questions)} questions, {what}{columns}, from {self.source}"
 
     def counts(self) -> SplitCounts:
         return SplitCounts(
@@ -214,7 +237,7 @@ def unique_ids(questions: list[Question], source: str) -> list[Question]:
     return questions
 
 
-# Shared JSONL layout and generic user files ----------------------------------------------------------
+# Shared JSONL layout ------------------------------------------------------------------------------------
 def load_jsonl_layout(name: str, root: Path, split: str = "test") -> Benchmark:
     """`<root>/<split>.jsonl` with images under `<root>/images/` (the layout of `../shared/benchmarks`)."""
     path = root / f"{split}.jsonl"
@@ -227,30 +250,6 @@ def load_jsonl_layout(name: str, root: Path, split: str = "test") -> Benchmark:
         questions.append(make_question(record, where, image, categories_of(name, record), qid))
     check_images(questions, str(path), image_dir)
     return Benchmark(name, str(path), "jsonl", unique_ids(questions, str(path)))
-
-
-def load_user_file(path: Path, image_dir: Path | None = None) -> Benchmark:
-    """A user's own JSONL or CSV: `image`, `question`, `answer`, optional `answer_type` (inferred CLOSED for
-    yes/no answers when absent) and optional `id` (line/row number otherwise). Image paths are relative to
-    `image_dir` (default: the file's folder). Other columns are kept as breakdown categories."""
-    path = Path(path)
-    image_dir = Path(image_dir) if image_dir else path.parent
-    if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows = [(number, dict(row)) for number, row in enumerate(csv.DictReader(handle), start=2)]
-    elif path.suffix.lower() == ".jsonl":
-        rows = list(read_jsonl(path, BenchmarkFormatError))
-    else:
-        raise BenchmarkFormatError(f"{path}: a user dataset must be .jsonl or .csv")
-    reserved = {"id", "image", "question", "answer", "answer_type"}
-    questions = []
-    for number, record in rows:
-        where = f"{path}:{number}"
-        qid = str(record["id"]).strip() if str(record.get("id") or "").strip() else str(number)
-        categories = {k: str(v).strip() for k, v in record.items() if k not in reserved and isinstance(v, (str, int)) and str(v).strip()}
-        questions.append(make_question(record, where, image_dir / required_text(record, "image", where), categories, qid))
-    check_images(questions, str(path), image_dir)
-    return Benchmark(path.stem, str(path), "user", unique_ids(questions, str(path)))
 
 
 # Original release files ------------------------------------------------------------------------------
@@ -416,14 +415,3 @@ def load_benchmark(name: str, root: str | Path, *, layout: str = "auto", languag
     if name == "slake":
         return load_slake_original(root, language)
     return load_pathvqa_original(root)
-
-
-def resolve_benchmark(spec: str, data_root: str | Path | None, *, layout: str = "auto", language: str = "en") -> Benchmark:
-    """A CLI benchmark spec: a known name (loaded from `<data_root>/<name>`) or a user .jsonl/.csv file."""
-    if spec in BENCHMARKS:
-        if data_root is None:
-            raise ValueError(f"benchmark {spec!r} needs --data-root (a folder holding {spec}/)")
-        return load_benchmark(spec, Path(data_root) / spec, layout=layout, language=language)
-    if Path(spec).suffix.lower() in (".jsonl", ".csv"):
-        return load_user_file(Path(spec))
-    raise ValueError(f"unknown benchmark {spec!r}; choose from {', '.join(BENCHMARKS)} or give a .jsonl/.csv file")

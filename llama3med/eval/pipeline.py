@@ -3,7 +3,9 @@
 Output folder layout:
 
     <out>/run.json                  settings the predictions were made with (a rerun must match them)
-    <out>/predictions/<name>.jsonl  one {"id", "prediction"} per line, appended as produced
+    <out>/predictions/<name>.jsonl  one line per question (id, prediction, question, reference, answer type,
+                                    per-item scores), appended as produced; a custom data set's name has a
+                                    folder part (`my-data/test` -> predictions/my-data/test.jsonl)
     <out>/report.json               every figure and setting
     <out>/report.md                 the field's table beside published baselines, strict metrics, test sets
     <out>/breakdowns.png            figures per answer type and per dataset category
@@ -59,8 +61,12 @@ def evaluate(
         "model": answerer.describe(),
         "decoding": decoding.as_dict(),
         "prompts": {k: v["sha256"] for k, v in prompts.items() if isinstance(v, dict)},
-        "data": {b.name: {"source": b.source, "layout": b.layout, "language": b.language} for b in benchmarks},
+        "data": {b.name: {"source": b.source, "layout": b.layout, "language": b.language, **({"columns": b.columns} if b.columns else {})}
+                 for b in benchmarks},
     }
+    names = [b.name for b in benchmarks]
+    if len(set(names)) != len(names):  # one predictions file per name: a shared name would mix two data sets
+        raise ValueError(f"benchmark names must be unique, got {names}")
     check_run_settings(out_dir / "run.json", settings)
     results, runs, evaluated = {}, {}, []
     for benchmark in benchmarks:

@@ -1,5 +1,5 @@
-"""Score a predictions JSONL against a benchmark — no model needed, so predictions from anywhere can be
-scored the same way.
+"""Score a predictions JSONL (ours or LLaVA-Med's answers file) against a benchmark — no model needed, so
+predictions from anywhere can be scored the same way.
 
 Per benchmark the result holds (percent, as published):
 
@@ -34,17 +34,36 @@ def few(ids: Iterable[str], n: int = 5) -> str:
     return ", ".join(repr(i) for i in ids[:n]) + (", ..." if len(ids) > n else "")
 
 
+# Predictions file formats: (id key, prediction key) -> description. LLaVA-Med's `model_vqa` answers files hold
+# `{"question_id", "prompt", "text", "answer_id", "model_id", "metadata"}` lines.
+PREDICTION_FORMATS = {
+    ("id", "prediction"): 'llama3med predictions JSONL ({"id", "prediction"})',
+    ("question_id", "text"): 'LLaVA-Med answers JSONL ({"question_id", "text"})',
+}
+
+
+def predictions_format(path: str | Path) -> tuple[str, str]:
+    """The (id key, prediction key) of a predictions file, from its first line."""
+    first = next((record for _, record in read_jsonl(Path(path), PredictionsError)), None)
+    for keys in PREDICTION_FORMATS:
+        if first is not None and keys[0] in first and keys[1] in first:
+            return keys
+    return ("id", "prediction")  # the usual format; its per-line check names what is missing
+
+
 def read_predictions(path: str | Path) -> dict[str, str]:
-    """`{"id", "prediction"}` per line -> {id: prediction}. Ids may be strings or integers (compared as
-    text). Malformed lines and repeated ids raise `PredictionsError` naming the file and lines."""
+    """`{"id", "prediction"}` per line, or LLaVA-Med's `{"question_id", "text"}` (detected from the first line)
+    -> {id: prediction}. Ids may be strings or integers (compared as text). Malformed lines and repeated ids
+    raise `PredictionsError` naming the file and lines."""
     path = Path(path)
+    id_key, prediction_key = predictions_format(path)
     predictions: dict[str, str] = {}
     lines: dict[str, list[int]] = {}
     for number, record in read_jsonl(path, PredictionsError):
         where = f"{path}:{number}"
-        if "id" not in record or "prediction" not in record:
-            raise PredictionsError(f'{where}: each line must be an object with "id" and "prediction"')
-        qid, prediction = record["id"], record["prediction"]
+        if id_key not in record or prediction_key not in record:
+            raise PredictionsError(f'{where}: each line must be an object with "{id_key}" and "{prediction_key}"')
+        qid, prediction = record[id_key], record[prediction_key]
         if isinstance(qid, bool) or not isinstance(qid, (str, int)):
             raise PredictionsError(f"{where}: id must be a string or an integer, got {qid!r}")
         if not isinstance(prediction, str):
@@ -126,5 +145,6 @@ def score_file(benchmark: Benchmark, predictions_path: str | Path) -> dict[str, 
     predictions = read_predictions(predictions_path)
     return {
         **score_benchmark(benchmark, predictions, str(predictions_path)),
-        "source": {"data": benchmark.source, "layout": benchmark.layout, "predictions": str(predictions_path)},
+        "source": {"data": benchmark.source, "layout": benchmark.layout, "predictions": str(predictions_path),
+                   "predictions_format": PREDICTION_FORMATS[predictions_format(predictions_path)]},
     }

@@ -9,8 +9,9 @@ fine-tunes on `<data_dir>/train.jsonl` and evaluates on `<data_dir>/test.jsonl` 
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,13 @@ def _train_stage(recipe_name: str, overrides: list[str], log: Log) -> Path:
 def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, log: Log = print) -> DemoResult:
     """Run the whole pipeline into `out` (a rerun resumes or reuses finished stages)."""
     from llama3med.eval.answerers import Decoding, Llama3MedAnswerer
-    from llama3med.eval.benchmarks import load_user_file
+    from llama3med.eval.data_specs import load_custom
     from llama3med.eval.pipeline import evaluate
     from llama3med.eval.report import write_report
     from llama3med.eval.templates import PromptTemplates
 
     out = Path(out)
+    command = demo_command(out, settings, data_dir)
     if data_dir is None:
         from llama3med.data.probe import generate_probe
 
@@ -122,11 +124,11 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
     )
     decoding = Decoding(max_new_tokens=settings.max_new_tokens, temperature=0.0, top_p=1.0, seed=settings.seed)
     answerer = Llama3MedAnswerer.from_pretrained(model_dir, decoding)
-    benchmark = load_user_file(data_dir / "test.jsonl", data_dir / "images")
+    benchmark = load_custom(data_dir)  # `<folder>/test`: test.jsonl with images/
     eval_dir = out / "eval"
     report = evaluate(answerer, [benchmark], PromptTemplates.load(), eval_dir, decoding=decoding,
                       batch_size=settings.eval_batch_size, limit=settings.eval_limit, model_dir=model_dir,
-                      command="llama3med demo")
+                      command=command)
     # The model was trained on this data's train split: whatever the image-overlap check says, the
     # numbers are fine-tuned ones.
     report["label"] = "fine-tuned"
@@ -135,6 +137,23 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
     answer = answerer.api.chat(first.image, first.question, max_new_tokens=settings.max_new_tokens)
     example = {"image": str(first.image), "question": first.question, "answer": answer, "reference": first.answer}
     return DemoResult(data_dir, align_dir, model_dir, eval_dir, report, label, example)
+
+
+def demo_command(out: Path, settings: DemoSettings, data_dir: Path | None) -> str:
+    """The `llama3med demo` command line that reruns these settings (settings the command line cannot set, as
+    the scales experiment's model overrides, are named after it)."""
+    args = ["llama3med", "demo", "--out", str(out), *(["--data", str(data_dir)] if data_dir is not None else []),
+            "--preset", settings.preset, "--seed", str(settings.seed), "--align-steps", str(settings.align_steps),
+            "--instruct-steps", str(settings.instruct_steps)]
+    if data_dir is None:
+        args += ["--probe-train", str(settings.probe_train), "--probe-test", str(settings.probe_test)]
+    if settings.eval_limit is not None:
+        args += ["--eval-limit", str(settings.eval_limit)]
+    on_command_line = {"preset", "seed", "align_steps", "instruct_steps", "probe_train", "probe_test", "eval_limit"}
+    default = DemoSettings()
+    other = {f.name: getattr(settings, f.name) for f in fields(DemoSettings)
+             if f.name not in on_command_line and getattr(settings, f.name) != getattr(default, f.name)}
+    return shlex.join(args) + (f" (with DemoSettings {other})" if other else "")
 
 
 def probe_rows(report: dict[str, Any]) -> list[tuple[str, int, str, str]]:

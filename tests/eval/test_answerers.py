@@ -191,7 +191,8 @@ def test_eval_command_against_an_endpoint(chat_server: ChatServer, small_benchma
             "--data-root", str(small_benchmark_dir.parent), "--out", str(out), "--concurrency", "2"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    predictions = [json.loads(line) for line in (out / "predictions" / "vqa-rad.jsonl").read_text().splitlines()]
+    predictions = [{k: v for k, v in json.loads(line).items() if k in ("id", "prediction")}
+                   for line in (out / "predictions" / "vqa-rad.jsonl").read_text().splitlines()]
     assert predictions == [
         {"id": "q1", "prediction": "red which"},
         {"id": "q2", "prediction": "red is"},

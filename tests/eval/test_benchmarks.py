@@ -16,9 +16,8 @@ from llama3med.eval.benchmarks import (
     BenchmarkFormatError,
     MissingImagesError,
     load_benchmark,
-    load_user_file,
-    resolve_benchmark,
 )
+from llama3med.eval.data_specs import load_custom, resolve_benchmarks
 
 
 def rows(benchmark) -> list[tuple]:
@@ -106,12 +105,14 @@ def test_user_jsonl_and_csv(tmp_path: Path) -> None:
         + json.dumps({"id": "x7", "image": "a.png", "question": "Which bone?", "answer": "femur", "site": "knee"}) + "\n",
         encoding="utf-8",
     )
-    jsonl = load_user_file(tmp_path / "mine.jsonl")
+    jsonl = load_custom(tmp_path / "mine.jsonl")
     assert [(q.id, q.answer_type, q.categories) for q in jsonl.questions] == [("1", "CLOSED", {}), ("x7", "OPEN", {"site": "knee"})]
     assert jsonl.check_counts() == []  # no official count for a user's dataset
+    assert jsonl.layout == "custom-jsonl" and jsonl.name == f"{tmp_path.name}/mine"
     (tmp_path / "mine.csv").write_text("image,question,answer,answer_type\na.png,Which bone?,femur,\na.png,Is it broken?,yes,OPEN\n", encoding="utf-8")
-    csv_benchmark = resolve_benchmark(str(tmp_path / "mine.csv"), None)
+    [csv_benchmark] = resolve_benchmarks([str(tmp_path / "mine.csv")], None)
     assert [(q.id, q.answer_type) for q in csv_benchmark.questions] == [("2", "OPEN"), ("3", "OPEN")]
+    assert csv_benchmark.layout == "custom-csv"
 
 
 def test_missing_images_error_lists_count_and_first_few(tmp_path: Path, make_benchmark) -> None:
@@ -142,7 +143,7 @@ def test_bad_records_name_file_and_line(tmp_path: Path, make_benchmark) -> None:
 
 def test_unknown_names_and_layouts(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown benchmark 'medqa'"):
-        resolve_benchmark("medqa", tmp_path)
+        resolve_benchmarks(["medqa"], tmp_path)
     with pytest.raises(ValueError, match="layout must be one of"):
         load_benchmark("slake", tmp_path, layout="csv")
     with pytest.raises(FileNotFoundError, match="no VQA-RAD release file"):

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llama3med.cli.main import app
-from llama3med.experiments.demo import stage_data
+from llama3med.experiments.demo import DemoSettings, demo_command, stage_data
 from llama3med.experiments.scales import ARMS, ArmSummary, markdown_table
 
 DEMO_ARGS = ["--preset", "tiny", "--align-steps", "2", "--instruct-steps", "2", "--probe-train", "8", "--probe-test", "3"]
@@ -27,6 +27,9 @@ def test_tiny_demo_trains_evaluates_answers_and_reuses_finished_stages(tmp_path:
         assert (out / folder / "config.json").is_file() and (out / folder / "model.safetensors").is_file()
     report = json.loads((out / "eval" / "report.json").read_text())
     assert report["label"] == "fine-tuned"
+    assert list(report["benchmarks"]) == ["probe/test"]  # named from its folder
+    assert report["command"] == f"llama3med demo --out {out} --preset tiny --seed 0 {' '.join(DEMO_ARGS[2:])}"
+    assert f"Reproduce: `{report['command']}`" in (out / "eval" / "report.md").read_text()
     results = next(iter(report["benchmarks"].values()))
     questions = (out / "probe" / "test.jsonl").read_text().splitlines()
     assert results["counts"]["closed"] + results["counts"]["open"] == len(questions)
@@ -55,6 +58,18 @@ def test_a_benchmark_folder_trains_both_stages_on_its_train_split(benchmarks_dir
     assert source == {"path": str(benchmarks_dir / "vqa-rad" / "train.jsonl"), "format": "vqa",
                       "image_root": str(benchmarks_dir / "vqa-rad" / "images")}
     assert "not zero-shot" in label
+
+
+def test_the_reproduce_line_names_every_setting(tmp_path: Path) -> None:
+    settings = DemoSettings(preset="tiny", seed=3, eval_limit=5)
+    assert demo_command(Path("outputs/demo"), settings, Path("data/my set")) == (
+        "llama3med demo --out outputs/demo --data 'data/my set' --preset tiny --seed 3 --align-steps 16 --instruct-steps 16"
+        " --eval-limit 5"
+    )
+    scaled = DemoSettings(model_overrides=["model_args.scales=[224]"])
+    assert demo_command(Path("o"), scaled, None).endswith(
+        "--probe-train 32 --probe-test 8 (with DemoSettings {'model_overrides': ['model_args.scales=[224]']})"
+    )
 
 
 def test_a_folder_without_splits_is_a_clear_error(tmp_path: Path) -> None:
