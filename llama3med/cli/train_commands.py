@@ -23,6 +23,10 @@ def train(
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint in OUTPUT_DIR/checkpoints (same data order and RNG state)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad record instead of skipping and counting it."),
+    data_root: Path | None = typer.Option(
+        None, help="Folder the recipe's relative data paths are under (default: the recipe's data_root, which is "
+        "$LLAMA3MED_DATA_ROOT in the shipped recipes, else the recipe file's folder)."
+    ),
     local_rank: int | None = typer.Option(None, "--local_rank", "--local-rank", hidden=True, help="Set by the deepspeed launcher (the rank is read from the environment)."),
 ) -> None:
     """Train a model with a recipe: stage `align` (connector) or `instruct` (LLM + connector, full or LoRA)."""
@@ -32,7 +36,7 @@ def train(
     from llama3med.train.run import train as run_training
 
     try:
-        loaded = load_recipe(recipe, overrides or [])
+        loaded = load_recipe(recipe, overrides or [], data_root=data_root)
         result = run_training(loaded, resume=resume, strict=strict)
     except (BadRecordError, SupervisionError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
         raise _fail(str(error)) from error

@@ -3,13 +3,20 @@
 A recipe names the model (a preset or a model folder), the data list, the stage and the optimiser
 settings; its `training:` section goes unchanged to `transformers.TrainingArguments` (batch size,
 accumulation, bf16, gradient checkpointing, DeepSpeed/FSDP, logging...). Shipped recipes live in
-`llama3med/recipes/` and are found by name (`tiny-align`); relative paths in a recipe are relative to
-the working directory.
+`llama3med/recipes/` and are found by name (`tiny-align`).
+
+Data paths (`data[].path`, `data[].image_root`) written relative in a recipe file are relative to its **data
+root**: `--data-root` (`load_recipe(data_root=...)`) if given, else the recipe's `data_root:` key (environment
+variables expanded: the shipped recipes say `$LLAMA3MED_DATA_ROOT`; a literal relative path is relative to the
+recipe file), else the recipe file's folder. Paths given as command-line overrides, and `model`, `connector`,
+`output_dir`, `feature_cache_dir`, are relative to the working directory. `Recipe.check_data_files` names the
+setting to change when a data file is missing.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,8 @@ from llama3med.data.conversations import DataSource
 from llama3med.data.supervision import TRUNCATION_MODES
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+DATA_ROOT_ENV = "LLAMA3MED_DATA_ROOT"
+DATA_PATH_KEYS = ("path", "image_root")
 STAGES = ("align", "instruct")
 DEEPSPEED_CONFIGS = {"zero2": RECIPES_DIR / "deepspeed" / "zero2.json", "zero3": RECIPES_DIR / "deepspeed" / "zero3.json"}
 
@@ -45,8 +54,12 @@ class Recipe:
     feature_cache_dtype: str | None = None
     seed: int = 42
     training: dict[str, Any] = field(default_factory=dict)
+    data_root: str | None = None
 
     def __post_init__(self) -> None:
+        # Set by `load_recipe`: where relative data paths of the file pointed, for `check_data_files`' messages.
+        self.data_root_origin: DataRoot | None = None
+        self.data_paths_as_written: dict[tuple[int, str], tuple[str, str]] = {}
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         unknown = set(self.learning_rates) - {"connector", "llm"}
@@ -102,6 +115,71 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
 
+    def check_data_files(self) -> None:
+        """Raise `FileNotFoundError` for the first missing data file or image folder, naming the setting that
+        put it there: the data root (`--data-root`, `LLAMA3MED_DATA_ROOT`, the recipe's `data_root`) for a path
+        written relative in the recipe, else the `data.N.path` / `data.N.image_root` value itself."""
+        for index, entry in enumerate(self.data):
+            for key in DATA_PATH_KEYS:
+                if entry.get(key) is None:
+                    continue
+                path = Path(entry[key])
+                if path.is_file() if key == "path" else path.is_dir():
+                    continue
+                what = f"{'data file' if key == 'path' else 'image folder'} {path} (data.{index}.{key})"
+                written, resolved = self.data_paths_as_written.get((index, key), (None, None))
+                root = self.data_root_origin
+                if written is None or resolved != str(entry[key]) or root is None:
+                    raise FileNotFoundError(f"{what} does not exist; change data.{index}.{key}")
+                if root.folder is None:
+                    raise FileNotFoundError(
+                        f"data.{index}.{key} = {written} is relative to the data root, but {root.setting}: "
+                        f"set {DATA_ROOT_ENV}=DIR or pass --data-root DIR, DIR being the folder that holds {written}"
+                    )
+                raise FileNotFoundError(
+                    f"{what} does not exist: it is {written} in the data root {root.folder} ({root.setting}); point "
+                    f"--data-root or {DATA_ROOT_ENV} at the folder that holds {written}, or override data.{index}.{key}"
+                )
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """The folder a recipe file's relative data paths are under, and the setting it came from (for messages);
+    `folder` is None when that setting names an environment variable that is not set."""
+
+    folder: Path | None
+    setting: str
+
+
+def recipe_data_root(config: dict[str, Any], recipe_file: Path, given: str | Path | None) -> DataRoot:
+    """The data root of a recipe (see the module docstring for the order)."""
+    if given is not None:
+        return DataRoot(Path(given).expanduser().absolute(), f"--data-root {given}")
+    raw = config.get("data_root")
+    if raw is None:
+        return DataRoot(recipe_file.parent.absolute(), f"the folder of {recipe_file}")
+    expanded = os.path.expanduser(os.path.expandvars(str(raw)))
+    if "$" in expanded:
+        return DataRoot(None, f"{recipe_file.name} sets data_root: {raw} and that variable is not set")
+    if expanded != str(raw):  # from the environment: relative to the working directory, as on the command line
+        return DataRoot(Path(expanded).absolute(), f"data_root: {raw} = {expanded}")
+    return DataRoot((recipe_file.parent / expanded).absolute(), f"data_root: {raw} in {recipe_file}")
+
+
+def resolve_data_paths(config: dict[str, Any], root: DataRoot) -> dict[tuple[int, str], tuple[str, str]]:
+    """Put the file's relative data paths under the data root, in place; returns {(index, key): (as written,
+    as resolved)}. With no data root (an unset variable), paths stay as written for `check_data_files`."""
+    written = {}
+    for index, entry in enumerate(config.get("data") or []):
+        for key in DATA_PATH_KEYS:
+            value = entry.get(key) if isinstance(entry, dict) else None
+            if value is None or Path(os.path.expanduser(str(value))).is_absolute():
+                continue
+            resolved = str(root.folder / value) if root.folder is not None else str(value)
+            entry[key] = resolved
+            written[(index, key)] = (str(value), resolved)
+    return written
+
 
 def recipe_path(name_or_path: str | Path) -> Path:
     """A recipe file path, or the shipped recipe of that name (`tiny-align`, `llama3-med-8b-instruct-lora`...)."""
@@ -147,8 +225,11 @@ def apply_override(config: dict[str, Any], assignment: str) -> None:
         node[last] = value
 
 
-def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read a recipe, apply overrides, validate; unknown top-level keys are errors."""
+def load_recipe(
+    name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, data_root: str | Path | None = None
+) -> Recipe:
+    """Read a recipe, put its relative data paths under its data root (`data_root` here is `--data-root`),
+    apply overrides, validate; unknown top-level keys are errors."""
     path = recipe_path(name_or_path)
     try:
         config = yaml.safe_load(path.read_text()) or {}
@@ -156,8 +237,13 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
         raise ValueError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: a recipe is a YAML mapping")
+    given = [a.split("=", 1)[1] for a in overrides if a.split("=", 1)[0].strip() == "data_root"]
+    root = recipe_data_root(config, path, data_root if data_root is not None else (given[-1] if given else None))
+    written = resolve_data_paths(config, root)
     for assignment in overrides:
         apply_override(config, assignment)
+    if root.folder is not None:
+        config["data_root"] = str(root.folder)
     known = {f.name for f in fields(Recipe)}
     unknown = set(config) - known
     if unknown:
@@ -165,4 +251,6 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
     missing = {"stage", "model", "output_dir", "data", "learning_rates"} - set(config)
     if missing:
         raise ValueError(f"{path}: missing required key(s) {sorted(missing)}")
-    return Recipe(**config)
+    recipe = Recipe(**config)
+    recipe.data_root_origin, recipe.data_paths_as_written = root, written
+    return recipe

@@ -115,6 +115,7 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
     from llama3med.train.outputs import manifest_entries, read_manifest, write_run_files
     from llama3med.train.trainer import Llama3MedTrainer, discard_interrupted_saves, last_complete_checkpoint
 
+    recipe.check_data_files()  # before anything is built: a missing file's message names the setting to change
     output_dir = Path(recipe.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     last = last_complete_checkpoint(checkpoint_dir)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from llama3med.cli.main import app
 from llama3med.model.presets import build_preset
 from llama3med.train.model_setup import prepare_for_stage
-from llama3med.train.recipe import DEEPSPEED_CONFIGS, RECIPES_DIR, apply_override, load_recipe
+from llama3med.train.recipe import DEEPSPEED_CONFIGS, RECIPES_DIR, apply_override, load_recipe, recipe_path
 from llama3med.train.trainer import parameter_groups
 
 SHIPPED = ["tiny-align", "tiny-instruct", "small-align", "small-instruct", "llama3-med-8b-align",
@@ -91,3 +91,61 @@ def test_per_module_learning_rates_and_frozen_modules() -> None:
     llm = sum(p.numel() for p in model.language_model.parameters())
     assert by_lr[(2e-5, 0.1)] == llm and (1e-3, 0.0) in by_lr and (1e-3, 0.1) in by_lr
     assert not any(p.requires_grad for p in model.vision_tower.parameters())
+
+
+# Data paths: the data root, never the working directory ----------------------------------------------------
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_recipes_take_their_data_from_the_data_root(name: str) -> None:
+    text = recipe_path(name).read_text()
+    assert "../" not in text and "data_root: $LLAMA3MED_DATA_ROOT" in text
+
+
+def test_shipped_recipe_data_resolves_under_llama3med_data_root_from_any_folder(
+    benchmarks_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLAMA3MED_DATA_ROOT", str(benchmarks_dir))
+    recipe = load_recipe("tiny-instruct")
+    assert recipe.data[0]["path"] == str(benchmarks_dir / "vqa-rad" / "train.jsonl")
+    assert recipe.data[0]["image_root"] == str(benchmarks_dir / "vqa-rad" / "images")
+    assert recipe.data_root == str(benchmarks_dir)
+    recipe.check_data_files()
+    # --data-root wins over the variable
+    other = tmp_path / "elsewhere"
+    assert load_recipe("tiny-instruct", data_root=other).data[0]["path"] == str(other / "vqa-rad" / "train.jsonl")
+
+
+def test_missing_data_names_the_setting_to_change(benchmarks_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LLAMA3MED_DATA_ROOT", raising=False)
+    unset = load_recipe("tiny-align")  # loads and validates; only the data check needs the root
+    with pytest.raises(FileNotFoundError, match=r"data\.0\.path = captions-sample/captions\.jsonl is relative to the data root, but "
+                       r"tiny-align\.yaml sets data_root: \$LLAMA3MED_DATA_ROOT and that variable is not set: "
+                       r"set LLAMA3MED_DATA_ROOT=DIR or pass --data-root DIR"):
+        unset.check_data_files()
+    monkeypatch.setenv("LLAMA3MED_DATA_ROOT", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=rf"data file {tmp_path}/captions-sample/captions\.jsonl \(data\.0\.path\) does not "
+                       rf"exist: it is captions-sample/captions\.jsonl in the data root {tmp_path} \(data_root: "
+                       r"\$LLAMA3MED_DATA_ROOT = .*\); point --data-root or LLAMA3MED_DATA_ROOT at the folder"):
+        load_recipe("tiny-align").check_data_files()
+    with pytest.raises(FileNotFoundError, match=r"data file nowhere\.jsonl \(data\.0\.path\) does not exist; change data\.0\.path"):
+        load_recipe("tiny-align", ["data.0.path=nowhere.jsonl"]).check_data_files()
+    result = CliRunner().invoke(app, ["train", "tiny-align", "--data-root", str(tmp_path / "no-data")])
+    assert result.exit_code == 2 and "--data-root" in result.output and "captions-sample/captions.jsonl" in result.output
+
+
+def test_a_recipe_files_relative_data_paths_are_under_its_own_folder(benchmarks_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "train.jsonl").write_bytes((benchmarks_dir / "vqa-rad" / "train.jsonl").read_bytes())
+    text = recipe_path("tiny-instruct").read_text().replace("data_root: $LLAMA3MED_DATA_ROOT", "")
+    text = text.replace("path: vqa-rad/train.jsonl", "path: data/train.jsonl").replace("image_root: vqa-rad/images", f"image_root: {benchmarks_dir / 'vqa-rad' / 'images'}")
+    (project / "my-recipe.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLAMA3MED_DATA_ROOT", str(tmp_path / "unrelated"))  # only recipes that name it use it
+    recipe = load_recipe(project / "my-recipe.yaml")
+    assert recipe.data[0]["path"] == str(project / "data" / "train.jsonl")
+    assert recipe.data[0]["image_root"] == str(benchmarks_dir / "vqa-rad" / "images")  # absolute: unchanged
+    recipe.check_data_files()
+    # a path given on the command line is relative to the working directory, like every command-line path
+    assert load_recipe(project / "my-recipe.yaml", ["data.0.path=mine.jsonl"]).data[0]["path"] == "mine.jsonl"
