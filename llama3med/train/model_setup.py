@@ -68,7 +68,18 @@ def read_connector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_base(spec: dict[str, Any], quantization: str | None = None) -> tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]:
-    """Model and processor from `{"model": preset | folder, "model_args": {...}, "connector": folder | None}`."""
+    """Model and processor from `{"model": preset | folder, "model_args": {...}, "connector": folder | None,
+    "seed": int}`.
+
+    Parts without pretrained weights (the `small` preset's connector, any layer a folder lacks) are initialised
+    from torch's generator seeded with `seed` (default 0), so the same spec always gives the same weights
+    (`merge` rebuilds a LoRA run's base from its spec); the caller's generator state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(spec.get("seed", 0)))
+        return _load_base(spec, quantization)
+
+
+def _load_base(spec: dict[str, Any], quantization: str | None) -> tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]:
     name, model_args = spec["model"], dict(spec.get("model_args") or {})
     if Path(name).is_dir():
         kwargs: dict[str, Any] = {"dtype": torch.float32}
@@ -118,7 +129,7 @@ def base_spec(recipe: Recipe) -> dict[str, Any]:
     """How to rebuild this recipe's starting model (folder paths made absolute)."""
     model = str(Path(recipe.model).resolve()) if Path(recipe.model).is_dir() else recipe.model
     connector = str(Path(recipe.connector).resolve()) if recipe.connector else None
-    return {"model": model, "model_args": recipe.model_args, "connector": connector}
+    return {"model": model, "model_args": recipe.model_args, "connector": connector, "seed": recipe.seed}
 
 
 def connector_layers(model: Llama3MedForConditionalGeneration) -> list[str]:

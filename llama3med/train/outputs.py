@@ -4,7 +4,9 @@ Every output model folder holds, beside the Hugging Face model (or LoRA adapter)
 - `training_manifest.jsonl`: one line per training image `{"source", "image", "image_sha256"}`, including
   the images the starting model was trained on (read from its own manifest), for contamination checks;
 - `data_report.json`: skipped records by reason with ids, truncated and dropped samples;
-- `recipe.yaml`: the resolved recipe the run used.
+- `recipe.yaml`: the resolved recipe the run used;
+- `run_info.json`: the seeds and what else a float result depends on (thread count, world size, device,
+  library versions): a run repeated with the same recipe under the same `run_info` gives identical weights.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from llama3med.data.dataset import TrainingSample
 MANIFEST_FILE = "training_manifest.jsonl"
 REPORT_FILE = "data_report.json"
 RECIPE_FILE = "recipe.yaml"
+RUN_INFO_FILE = "run_info.json"
 
 
 def manifest_entries(samples: Sequence[TrainingSample]) -> list[dict[str, str]]:
@@ -58,10 +61,40 @@ def write_manifest(folder: Path, *entry_lists: Iterable[dict[str, str]]) -> int:
     return len(seen)
 
 
-def write_run_files(folder: Path, recipe: dict[str, Any], report: dict[str, Any], manifests: Sequence[Iterable[dict[str, str]]]) -> None:
-    """Manifest, data report and recipe next to a saved model."""
+def run_info(seeds: dict[str, int], world_size: int, device: str) -> dict[str, Any]:
+    """Seeds and the conditions a run's floating-point results depend on: sums are reduced in an order set
+    by the intra-op thread count and the number of ranks, and kernels change between library versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    versions = {}
+    for package in ("llama3med", "torch", "transformers", "accelerate", "peft"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {
+        "seeds": seeds,
+        "torch_num_threads": torch.get_num_threads(),
+        "world_size": world_size,
+        "device": device,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "versions": versions,
+    }
+
+
+def write_run_files(
+    folder: Path,
+    recipe: dict[str, Any],
+    report: dict[str, Any],
+    manifests: Sequence[Iterable[dict[str, str]]],
+    info: dict[str, Any],
+) -> None:
+    """Manifest, run info, data report and recipe next to a saved model."""
     folder.mkdir(parents=True, exist_ok=True)
     write_manifest(folder, *manifests)
+    write_atomic(folder / RUN_INFO_FILE, json.dumps(info, indent=2))
     write_atomic(folder / REPORT_FILE, json.dumps(report, indent=2))
     write_atomic(folder / RECIPE_FILE, yaml.safe_dump(recipe, sort_keys=False))
 

@@ -109,10 +109,10 @@ def print_summary(report: DataReport, output_dir: Path) -> None:
 
 def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> TrainResult:
     """Run a recipe to the end; with `resume`, continue from the last complete checkpoint."""
-    from transformers import TrainingArguments
+    from transformers import TrainingArguments, set_seed
 
     from llama3med.train.model_setup import BASE_MODEL_FILE, base_spec, load_base, prepare_for_stage
-    from llama3med.train.outputs import manifest_entries, read_manifest, write_run_files
+    from llama3med.train.outputs import manifest_entries, read_manifest, run_info, write_run_files
     from llama3med.train.trainer import Llama3MedTrainer, discard_interrupted_saves, last_complete_checkpoint
 
     recipe.check_data_files()  # before anything is built: a missing file's message names the setting to change
@@ -135,6 +135,10 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
         discard_interrupted_saves(checkpoint_dir)
     barrier(args)
 
+    # The Trainer seeds python, numpy and torch when it is created, after the model: seed them here too, so that
+    # what is drawn before (LoRA's adapter initialisation in `prepare_for_stage`) follows the recipe's seed.
+    # `load_base` seeds the model's own random initialisation (e.g. the `small` connector) from the spec.
+    set_seed(recipe.seed)
     report = DataReport(strict=strict)
     conversations = read_mixture(recipe.sources, report, seed=recipe.seed)
     spec = base_spec(recipe)
@@ -167,7 +171,10 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
     trainer.save_model(str(output_dir))
     if args.should_save:
         inherited = [read_manifest(spec["model"]), read_manifest(spec["connector"])]
-        write_run_files(output_dir, recipe.to_dict(), report.to_dict(), [*inherited, manifest_entries(samples)])
+        seeds = {"training": args.seed, "data_order": args.data_seed if args.data_seed is not None else args.seed,
+                 "initialisation": spec["seed"]}
+        info = run_info(seeds, args.world_size, str(args.device))
+        write_run_files(output_dir, recipe.to_dict(), report.to_dict(), [*inherited, manifest_entries(samples)], info)
         if recipe.lora:
             (output_dir / BASE_MODEL_FILE).write_text(json.dumps(spec, indent=2))
         print_summary(report, output_dir)
