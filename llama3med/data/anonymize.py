@@ -47,7 +47,7 @@ from llama3med.data.dicom import is_dicom_header, looks_like_bare_dicom, read_di
 from llama3med.data.image_safety import ImageLimits, ImageLoadError
 
 ANNEX_E_EDITION = "dicomfields_2026c"  # dicom-anonymizer's table of the 2026c edition of PS3.15
-DEIDENTIFICATION_METHOD = "llama3med anonymize: PS3.15 Annex E basic profile (docs/IMAGES.md)"
+DEIDENTIFICATION_METHOD = "llama3med anonymize: PS3.15 Annex E basic profile"  # LO: 64 characters at most
 PSEUDONYM_PREFIX = "ANON-"
 UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")  # DICOM UIDs: digits and dots only, so safe as file names
 MAX_UID_LENGTH = 64
@@ -285,10 +285,10 @@ def _unwritable_reason(ds: Dataset) -> str | None:
 
 
 def _name_for(uid: str) -> str:
-    """A path component for `uid`: the UID itself when valid, else "x" + its SHA-256 (62 characters)."""
+    """A path component for `uid`: the UID itself when valid, else "x" + 160 bits of its SHA-256 in hex."""
     if len(uid) <= MAX_UID_LENGTH and UID_PATTERN.fullmatch(uid):
         return uid
-    return "x" + hashlib.sha256(uid.encode()).hexdigest()[:61]
+    return "x" + hashlib.sha256(uid.encode()).hexdigest()[:40]
 
 
 def _write_atomically(ds: Dataset, target: Path) -> None:

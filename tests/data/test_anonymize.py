@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 import typer
+from hostile_files import deflated_dicom, dicom_without_sop_class, fifo, long_uid, truncated_dicom
 from medical_files import PATIENT_STRINGS, SERIES_UID, STUDY_UID, ct_dataset, write_dicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
@@ -157,7 +160,7 @@ def test_kept_uids_never_escape_the_output_folder(tmp_path: Path) -> None:
     report = anonymize_dicom_folder(source, out, keep_uids=True)
     assert report.skipped == [] and len(report.written) == 1
     written = report.written[0]
-    assert written.parent.parent.parent == out and re.fullmatch(r"x[0-9a-f]{61}\.dcm", written.name)
+    assert written.parent.parent.parent == out and re.fullmatch(r"x[0-9a-f]{40}\.dcm", written.name)
     assert sorted(path.name for path in tmp_path.rglob("*.dcm")) == sorted(["hostile.dcm", written.name])
 
 
@@ -175,7 +178,10 @@ def test_basic_profile_table_is_the_standards() -> None:
     }  # fmt: skip
     assert {keyword: profile.action(tag_for_keyword(keyword)) for keyword in expected} == expected
     assert profile.action(0x60023000) == "X" and profile.action(0x501E1234) == "X"  # overlays, curves
-    assert profile.action(tag_for_keyword("PixelData")) is None and profile.action(tag_for_keyword("Rows")) is None
+    assert (
+        profile.action(tag_for_keyword("PixelData")) is None
+        and profile.action(tag_for_keyword("Rows")) is None
+    )
 
 
 def cli() -> typer.Typer:
@@ -217,3 +223,155 @@ def test_inspect_image_command_writes_png_and_prints_no_identifiers(
         assert text not in printed
     bad = CliRunner().invoke(cli(), ["inspect-image", str(source), "--out", str(out), "--frame", "4"])
     assert bad.exit_code == 1 and "frame 4 out of range: the file has 1 frame(s), indices 0..0" in bad.output
+
+
+# --- the basic profile in full, and a batch that never stops --------------------------------------------
+
+PLANTED = (
+    "PLANT-META", "PLANT-SUBJECT", "PLANT-SPONSOR", "PLANT-SITE", "PLANT-PSTATION", "PLANT-SSTATION",
+    "PLANT-PHONE", "PLANT-ORG", "PLANT-LOCATION", "51.50072", "PLANT-GPS-AREA", "PLANT-CODE-MEANING",
+    "PLANT-UNREGISTERED", "PLANT-NESTED-PERSON", "PLANT-PRIVATE", "PLANT-HPGL", "PLANT-UN",
+    *PATIENT_STRINGS,
+)  # fmt: skip
+
+
+def planted_ct(instance_uid: str) -> Dataset:
+    """A CT slice with an identifier planted in attributes a hand-written subset of the profile missed: file
+    meta private information, clinical trial, stations, phone, organisation, location, GPS (DS and OB), a code
+    meaning inside a sequence, an unregistered patient-group element, a person three sequences deep, a
+    private element, an embedded document (OB) and a value stored with VR UN."""
+    ds = ct_dataset(HU, instance_uid=instance_uid)
+    ds.file_meta.PrivateInformationCreatorUID = "1.2.826.0.1.3680043.8.498.99"
+    ds.file_meta.PrivateInformation = b"PLANT-META"
+    ds.ClinicalTrialSubjectID = "PLANT-SUBJECT"
+    ds.ClinicalTrialSponsorName = "PLANT-SPONSOR"
+    ds.ClinicalTrialSiteName = "PLANT-SITE"
+    ds.PerformedStationName = "PLANT-PSTATION"
+    step = Dataset()
+    step.ScheduledStationName = "PLANT-SSTATION"
+    ds.ScheduledProcedureStepSequence = [step]
+    ds.OrderCallbackPhoneNumber = "PLANT-PHONE"
+    performer = Dataset()
+    performer.HumanPerformerOrganization = "PLANT-ORG"
+    ds.ActualHumanPerformersSequence = [performer]
+    ds.RequestedProcedureLocation = "PLANT-LOCATION"
+    ds.GPSLatitude = "51.50072"
+    ds.add_new(tag_for_keyword("GPSAreaInformation"), "OB", b"PLANT-GPS-AREA")
+    location = Dataset()
+    location.CodeValue, location.CodingSchemeDesignator, location.CodeMeaning = (
+        "L1",
+        "99LOCAL",
+        "PLANT-CODE-MEANING",
+    )
+    ds.PerformedStationGeographicLocationCodeSequence = [location]
+    ds.add_new(0x00109999, "LO", "PLANT-UNREGISTERED")
+    person, purpose, source = Dataset(), Dataset(), Dataset()
+    person.PersonName = "PLANT-NESTED-PERSON"
+    purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = (
+        "121320",
+        "DCM",
+        "Uncompressed predecessor",
+    )
+    purpose.ContentSequence = [person]
+    source.ReferencedSOPClassUID, source.ReferencedSOPInstanceUID = ds.SOPClassUID, FIRST_UID
+    source.PurposeOfReferenceCodeSequence = [purpose]
+    ds.SourceImageSequence = [source]
+    ds.private_block(0x0011, "SITE PRIVATE", create=True).add_new(0x01, "LO", "PLANT-PRIVATE")
+    ds.add_new(tag_for_keyword("HPGLDocument"), "OB", b"PLANT-HPGL")
+    ds.add_new(tag_for_keyword("AdmittingDiagnosesDescription"), "UN", b"PLANT-UN")
+    return ds
+
+
+def all_values(ds: Dataset) -> str:
+    """Every element value of `ds`, its file meta and every nested item, as text."""
+    texts: list[str] = []
+    ds.walk(lambda _dataset, element: texts.append(str(element.value)))
+    ds.file_meta.walk(lambda _dataset, element: texts.append(str(element.value)))
+    return "\n".join(texts)
+
+
+def assert_nothing_planted(path: Path) -> None:
+    content, values = path.read_bytes(), all_values(pydicom.dcmread(path))
+    for text in PLANTED:
+        assert text.encode() not in content, f"{text!r} left in the bytes of {path.name}"
+        assert text not in values, f"{text!r} left in a value of {path.name}"
+
+
+def test_every_planted_identifier_is_gone_and_the_image_stays(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    original = write_dicom(source / "planted.dcm", planted_ct(SECOND_UID))
+    report = anonymize_dicom_folder(source, tmp_path / "out", key=b"k" * 32)
+    assert report.skipped == [] and len(report.written) == 1
+    assert_nothing_planted(report.written[0])
+    ds = pydicom.dcmread(report.written[0])
+    assert [item.CodeValue for item in ds.DeidentificationMethodCodeSequence] == ["113100"]
+    assert ds.LongitudinalTemporalInformationModified == "REMOVED" and ds.ClinicalTrialSiteName == ""
+    assert ds.ClinicalTrialSubjectID == "ANONYMIZED"  # D: a dummy value, not the original
+    reference = ds.SourceImageSequence[0]  # X/Z/U*: kept, its UIDs pseudonymised, its items cleaned
+    assert reference.ReferencedSOPInstanceUID.startswith("2.25.")
+    assert reference.PurposeOfReferenceCodeSequence[0].ContentSequence == []
+    np.testing.assert_array_equal(ds.pixel_array, pydicom.dcmread(original).pixel_array)
+
+
+def test_batch_skips_every_bad_entry_with_a_reason_and_writes_every_valid_file(tmp_path: Path) -> None:
+    """Valid files beside a FIFO, a socket, a link out of the tree, a file without SOP Class UID, one whose
+    instance UID has 300 digits, a deflate bomb and a cut file: finishes in seconds, never opens the FIFO."""
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    write_dicom(source / "good.dcm", planted_ct(FIRST_UID))
+    write_dicom(source / "sub" / "good.dcm", planted_ct(SECOND_UID))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns that the UID is over 64 characters
+        write_dicom(source / "long-uid.dcm", planted_ct(long_uid(300)))
+    dicom_without_sop_class(source / "no-sop-class.dcm", "1.2.826.0.1.3680043.8.498.40001")
+    fifo(source / "pipe.dcm")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(source / "sock.dcm"))
+    outside = write_dicom(tmp_path / "outside.dcm", planted_ct("1.2.826.0.1.3680043.8.498.40002"))
+    (source / "link.dcm").symlink_to(outside)
+    deflated_dicom(source / "bomb.dcm", ct_dataset(HU), trailing_zero_mib=1024)
+    truncated_dicom(source / "cut.dcm", cut=400)
+    key_file = tmp_path / "anon.key"
+    for option, out in (([], tmp_path / "out"), (["--keep-uids"], tmp_path / "kept")):
+        start = time.perf_counter()
+        result = CliRunner().invoke(
+            cli(), ["anonymize", str(source), str(out), "--key-file", str(key_file), *option]
+        )
+        assert time.perf_counter() - start < 20 and result.exit_code == 0, result.output
+        assert "3 written, 0 already present, 6 skipped" in result.output
+        skipped = dict(
+            line.split(": ", 1) for line in result.output.splitlines() if line.startswith("skipped ")
+        )
+        assert skipped == {
+            f"skipped {source / 'bomb.dcm'}": skipped[f"skipped {source / 'bomb.dcm'}"],
+            f"skipped {source / 'cut.dcm'}": "corrupt DICOM header: the data ends inside an element (at byte 400; a truncated file?)",
+            f"skipped {source / 'link.dcm'}": "symbolic link not followed",
+            f"skipped {source / 'no-sop-class.dcm'}": "no SOP Class UID in the dataset or its file meta: not a DICOM object that can be written",
+            f"skipped {source / 'pipe.dcm'}": "not a regular file (a FIFO): not opened",
+            f"skipped {source / 'sock.dcm'}": "not a regular file (a socket): not opened",
+        }  # fmt: skip
+        assert "bytes its header declares" in skipped[f"skipped {source / 'bomb.dcm'}"]
+        written = output_files(out)
+        assert len(written) == 3 and all(
+            len(part) <= 64 for path in written for part in path.relative_to(out).parts
+        )
+        for path in written:
+            assert_nothing_planted(path)
+    kept_names = sorted(path.name for path in output_files(tmp_path / "kept"))
+    assert f"{FIRST_UID}.dcm" in kept_names and any(
+        re.fullmatch(r"x[0-9a-f]{40}\.dcm", n) for n in kept_names
+    )
+    listener.close()
+
+
+def test_interrupted_run_resumes_and_leaves_no_partial_file(source_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = anonymize_dicom_folder(source_folder, out, key=b"resume")
+    lost = first.written[0]
+    lost.unlink()
+    lost.with_name(lost.name + ".partial").write_bytes(b"half a file")  # killed mid-write
+    again = anonymize_dicom_folder(source_folder, out, key=b"resume")
+    assert again.written == [lost] and again.already_present == first.written[1:]
+    assert sorted(output_files(out)) == sorted(first.written)
+    assert pydicom.dcmread(lost).PatientIdentityRemoved == "YES"
