@@ -16,6 +16,8 @@ class ServerLimits:
     """Upper bounds for one request and for the server as a whole.
 
     `max_prompt_tokens=None` means the model's context length minus the request's `max_tokens`.
+    `max_image_decompressed_bytes` caps what a compressed image container (a deflated DICOM, a gzip NIfTI)
+    may inflate to: `max_image_bytes` alone bounds only the encoded size.
     `require_image=False` (`--allow-text-only`) lets text-only conversations through to the language model,
     e.g. when the server is the LLM behind `llama3med instruct generate`.
     """
@@ -23,6 +25,7 @@ class ServerLimits:
     max_body_bytes: int = 12 * MiB
     max_image_bytes: int = 8 * MiB
     max_image_pixels: int = 40_000_000
+    max_image_decompressed_bytes: int = 256 * MiB
     max_tokens: int = 1024
     max_prompt_chars: int = 200_000
     max_prompt_tokens: int | None = None
@@ -33,4 +36,8 @@ class ServerLimits:
         """The image loader's limits for images sent to the server (imported lazily: it pulls in decoders)."""
         from llama3med.data.images import ImageLimits
 
-        return ImageLimits(max_pixels=self.max_image_pixels, max_bytes=self.max_image_bytes)
+        return ImageLimits(
+            max_pixels=self.max_image_pixels,
+            max_bytes=self.max_image_bytes,
+            max_decompressed_bytes=self.max_image_decompressed_bytes,
+        )

@@ -1,6 +1,8 @@
 """Request bodies of the OpenAI chat-completions API (the subset the server implements), as pydantic models.
 
 Unknown fields are ignored, as OpenAI-compatible servers do, so clients that send extra options still work.
+Every numeric field is range-checked here, so any out-of-range, wrong-type or non-finite value is a 400 in
+OpenAI's error format (`openai_server.parse_body`), never an error deeper in generation.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class ImagePart(BaseModel):
     image_url: ImageURL
 
 
+# torch.manual_seed takes any 64-bit seed, signed or unsigned; beyond that it raises (a 500 before this check).
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
 ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
@@ -48,12 +53,12 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     n: int = 1
 
     @field_validator("stop")
