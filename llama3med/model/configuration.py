@@ -11,6 +11,7 @@ from typing import Any
 from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
 from llama3med.model.efficientnet_lite import EfficientNetLiteConfig
+from llama3med.model.timm_vision import TimmVisionConfig
 
 CONNECTOR_TYPES = ("linear", "mlp2x_gelu", "mlp3x_gelu")
 
@@ -26,6 +27,8 @@ def _as_config(value: PretrainedConfig | dict[str, Any] | None, default_type: st
     model_type = value.pop("model_type", default_type)
     if model_type == EfficientNetLiteConfig.model_type:
         return EfficientNetLiteConfig(**value)
+    if model_type == TimmVisionConfig.model_type:
+        return TimmVisionConfig(**value)
     return CONFIG_MAPPING[model_type](**value)
 
 
@@ -46,7 +49,8 @@ class Llama3MedConfig(PretrainedConfig):
 
     Args:
         vision_config: Config of the frozen encoder: any Hugging Face vision model (`clip_vision_model`,
-            `siglip_vision_model`, `dinov2`, ...) or `EfficientNetLiteConfig` (a CNN feature map).
+            `siglip_vision_model`, `dinov2`, ...), `EfficientNetLiteConfig` (a CNN feature map) or
+            `TimmVisionConfig` (a timm ViT such as H-optimus-0).
         text_config: Config of any causal LM (Llama-3 by default).
         connector_type: `mlp2x_gelu` (default), `linear` or `mlp3x_gelu`.
         scales: Image sizes of the hierarchy, ascending, each a multiple of the tile size. Defaults per
@@ -55,7 +59,8 @@ class Llama3MedConfig(PretrainedConfig):
             (S2 uses the smallest scale, which is the same thing by default). A single scale larger than
             the tile (e.g. `scales=[896], tile_size=224`) is a plain high-resolution view with the same
             token budget, the third arm of `bench/scales_experiment.py`.
-        vision_feature_layer: Hidden layer of a ViT whose tokens are used (default -2).
+        vision_feature_layer: Hidden layer of a ViT whose tokens are used (default -2, LLaVA's choice for CLIP;
+            for a timm ViT, -1 is its final normalised layer, the authors' choice for H-optimus-0).
         vision_prefix_tokens: CLS/register tokens to drop; `None` infers them from the token count.
         encoder_chunk_size: Maximum tiles per encoder call (0 = every tile of the batch in one call).
         image_token_id: Id of the `<image>` placeholder (set by the processor's tokenizer); it may lie
@@ -125,6 +130,11 @@ class Llama3MedConfig(PretrainedConfig):
     def num_image_tokens(self) -> int:
         """LLM tokens per image: one base view, g^2, whatever the number of scales."""
         return self.grid_size**2
+
+    @property
+    def encoder_passes_per_image(self) -> int:
+        """Tiles the encoder runs on per image: sum over scales of (scale / tile)^2 (224/672/1344: 1 + 9 + 36 = 46)."""
+        return sum((scale // self.tile_size) ** 2 for scale in self.scales)
 
     @property
     def vision_hidden_size(self) -> int:

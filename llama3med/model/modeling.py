@@ -19,6 +19,7 @@ from llama3med.model.configuration import Llama3MedConfig
 from llama3med.model.connector import build_connector, connector_input_width
 from llama3med.model.multiscale import multiscale_encode
 from llama3med.model.vision_tower import build_vision_tower
+from llama3med.model.weights import WeightLoadingError, check_loading_info, load_state_dict_strict
 
 
 def distinct_images(pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -52,6 +53,16 @@ class Llama3MedPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _no_split_modules = ["LlamaDecoderLayer", "CLIPEncoderLayer", "SiglipEncoderLayer"]
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.from_pretrained`, strict: a folder whose weights miss any parameter of the model, or hold
+        keys it does not have, raises `WeightLoadingError` naming them (instead of leaving random weights)."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        check_loading_info(info, f"{cls.__name__} from {source}")
+        return (model, info) if wants_info else model
 
 
 class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixin):
@@ -117,6 +128,11 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
     def load_connector(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load connector weights (e.g. stage 1's) after checking they fit this model's vision width."""
         state_dict = {k.removeprefix("connector."): v for k, v in state_dict.items()}
+        expected = self.connector.state_dict().keys()
+        if state_dict.keys() != expected:
+            raise WeightLoadingError(
+                f"connector ({self.config.connector_type})", expected - state_dict.keys(), state_dict.keys() - expected
+            )
         saved = connector_input_width(state_dict)
         if saved != self.config.connector_input_size:
             raise ValueError(
@@ -124,7 +140,7 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
                 f" {self.config.connector_input_size} ({len(self.config.scales)} scales {self.config.scales}"
                 f" x encoder width {self.config.vision_hidden_size}); use the scales and encoder it was trained with"
             )
-        self.connector.load_state_dict(state_dict)
+        load_state_dict_strict(self.connector, state_dict, f"connector ({self.config.connector_type})")
 
     # Forward --------------------------------------------------------------------------------------
     def embed_inputs(

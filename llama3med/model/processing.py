@@ -1,5 +1,6 @@
-"""Processor: image processor (pad to square, resize to the largest scale, normalise) + tokenizer +
-chat template + `<image>` expansion, saved and loaded with the model folder."""
+"""Processor: image processor (pad to square, resize to the largest scale, normalise with the encoder's own
+statistics, see `llama3med.model.normalization`) + tokenizer + chat template + `<image>` expansion, saved and
+loaded with the model folder."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 from transformers.image_processing_utils import BaseImageProcessor
 
+from llama3med.model.normalization import CLIP, RESAMPLING_FILTERS, ImageNormalization
 from llama3med.model.tokenization import with_content_parts
 
 ImageInput = Any  # path, bytes, PIL image or numpy array; decoded by llama3med.data.images.load_image
-
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
 def to_rgb_image(image: ImageInput) -> Image.Image:
@@ -44,6 +44,8 @@ class Llama3MedImageProcessor(BaseImageProcessor):
 
     Aspect ratio is kept by padding to a square with the encoder's mean colour (zero after
     normalisation); grayscale, 16-bit, palette, RGBA and CMYK inputs become 3-channel RGB first.
+    `resample` is the encoder family's resize filter (`bicubic`, `bilinear`, ...); `normalization_source`
+    records where mean, std and filter came from (shown by `llama3med info`).
     """
 
     model_input_names = ["pixel_values"]
@@ -51,23 +53,40 @@ class Llama3MedImageProcessor(BaseImageProcessor):
     def __init__(
         self,
         image_size: int = 1344,
-        image_mean: Sequence[float] = CLIP_MEAN,
-        image_std: Sequence[float] = CLIP_STD,
+        image_mean: Sequence[float] = CLIP.mean,
+        image_std: Sequence[float] = CLIP.std,
         pad_to_square: bool = True,
+        resample: str = "bicubic",
+        normalization_source: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if resample not in RESAMPLING_FILTERS:
+            raise ValueError(f"resample must be one of {sorted(RESAMPLING_FILTERS)}, got {resample!r}")
         self.image_size = int(image_size)
         self.image_mean = [float(m) for m in image_mean]
         self.image_std = [float(s) for s in image_std]
         self.pad_to_square = pad_to_square
+        self.resample = resample
+        self.normalization_source = normalization_source
+
+    @classmethod
+    def for_encoder(cls, image_size: int, normalization: ImageNormalization) -> Llama3MedImageProcessor:
+        """An image processor at `image_size` with an encoder family's (or folder's) normalisation."""
+        return cls(
+            image_size,
+            normalization.mean,
+            normalization.std,
+            resample=normalization.resample,
+            normalization_source=normalization.source or None,
+        )
 
     def preprocess_one(self, image: ImageInput) -> torch.Tensor:
         """One image -> normalised tensor [3, S, S]."""
         rgb = to_rgb_image(image)
         if self.pad_to_square:
             rgb = pad_to_square(rgb, tuple(int(round(m * 255)) for m in self.image_mean))
-        rgb = rgb.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+        rgb = rgb.resize((self.image_size, self.image_size), RESAMPLING_FILTERS[self.resample])
         array = np.asarray(rgb, dtype=np.float32) / 255.0  # [S, S, 3]
         array = (array - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)
         return torch.from_numpy(array.transpose(2, 0, 1).copy())

@@ -3,6 +3,8 @@
 (a) `ViTFeatureTower`: any Hugging Face vision transformer (CLIP, SigLIP, DINOv2, ...): take one hidden
     layer (default -2, as LLaVA and Llama3-Med do), drop CLS/register prefix tokens, reshape to a grid.
 (b) `FeatureMapTower`: any module that returns a feature map [N, C, h, w] (a CNN such as EfficientNet).
+(c) `TimmViTTower`: a timm vision transformer (H-optimus-0): layer -1 is its final normalised layer
+    (`forward_features`, the Llama3-Med authors' choice for H-optimus-0), prefix tokens dropped.
 
 Towers are frozen: parameters have `requires_grad=False`, the module stays in eval mode when the parent
 is put in train mode, and forward runs under `torch.no_grad()` so no autograd graph is ever built.
@@ -15,6 +17,7 @@ from torch import nn
 from transformers import AutoModel, PretrainedConfig
 
 from llama3med.model.efficientnet_lite import EfficientNetLiteConfig
+from llama3med.model.timm_vision import TimmVisionConfig, create_timm_encoder
 
 
 class FrozenTower(nn.Module):
@@ -79,10 +82,43 @@ class FeatureMapTower(FrozenTower):
         return features
 
 
+class TimmViTTower(FrozenTower):
+    """Adapter for timm ViTs: tokens of one layer without the class/register prefix, reshaped to g x g.
+
+    `feature_layer` -1 takes `forward_features` (the last block followed by the final norm); other values
+    count like Hugging Face's `hidden_states` (-2 = the second-to-last block's output, before any norm).
+    """
+
+    def __init__(self, encoder: nn.Module, feature_layer: int = -1) -> None:
+        super().__init__(encoder)
+        depth = len(encoder.blocks)
+        block = depth + feature_layer if feature_layer < 0 else feature_layer - 1
+        if feature_layer != -1 and not 0 <= block < depth:
+            raise ValueError(f"vision feature layer {feature_layer} is outside the timm encoder's {depth} blocks")
+        self.feature_layer = feature_layer
+        self.block = block
+
+    def encode(self, tiles: torch.Tensor) -> torch.Tensor:
+        if self.feature_layer != -1:
+            (grid,) = self.encoder.forward_intermediates(
+                tiles, indices=[self.block], norm=False, output_fmt="NCHW", intermediates_only=True
+            )
+            return grid  # [N, C, g, g]
+        tokens = self.encoder.forward_features(tiles)  # [N, prefix + g*g, C], final norm applied
+        n, count, channels = tokens.shape
+        grid = tiles.shape[-1] // self.encoder.patch_embed.patch_size[0]
+        prefix = self.encoder.num_prefix_tokens
+        if count - prefix != grid * grid:
+            raise ValueError(f"timm encoder returned {count} tokens; expected {prefix} prefix + {grid * grid} patch tokens")
+        return tokens[:, prefix:].transpose(1, 2).reshape(n, channels, grid, grid)  # [N, C, g, g]
+
+
 def build_vision_tower(vision_config: PretrainedConfig, feature_layer: int, prefix_tokens: int | None) -> FrozenTower:
     """Instantiate the (randomly initialised) tower described by `vision_config`."""
     if isinstance(vision_config, EfficientNetLiteConfig):
         from llama3med.model.efficientnet_lite import EfficientNetLiteModel
 
         return FeatureMapTower(EfficientNetLiteModel(vision_config))
+    if isinstance(vision_config, TimmVisionConfig):
+        return TimmViTTower(create_timm_encoder(vision_config), feature_layer)
     return ViTFeatureTower(AutoModel.from_config(vision_config), feature_layer, prefix_tokens)

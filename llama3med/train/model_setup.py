@@ -16,6 +16,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
 from llama3med.model.presets import PRESETS, build_preset
 from llama3med.model.processing import Llama3MedProcessor
+from llama3med.model.weights import WeightLoadingError
 from llama3med.train.recipe import Recipe
 
 # LoRA goes on the LLM's linear layers only; the connector is trained in full (`connector_layers`).
@@ -56,14 +57,20 @@ def read_connector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     index = folder / "model.safetensors.index.json"
     files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
     weights: dict[str, torch.Tensor] = {}
+    prefixes: set[str] = set()
     for name in files:
         path = folder / name
         if not path.is_file():
             raise FileNotFoundError(f"connector source {folder} has no {name} (is it a saved model folder?)")
         with safe_open(str(path), framework="pt") as handle:
+            prefixes.update(k.split(".", 1)[0] for k in handle.keys())
             weights.update({k: handle.get_tensor(k) for k in handle.keys() if k.startswith("connector.")})
     if not weights:
-        raise ValueError(f"{folder} holds no connector weights")
+        # Stage 2 must never start from a random connector because stage 1 saved it under another name.
+        raise WeightLoadingError(
+            f"connector of {folder}", missing=["connector.*"],
+            detail=f"its tensors are named {', '.join(f'{p}.*' for p in sorted(prefixes))}",
+        )
     return weights
 
 

