@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from llama3med.model.loading import load_folder
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
 from llama3med.model.processing import ImageInput, Llama3MedProcessor
 from llama3med.model.tokenization import IMAGE_TOKEN
@@ -102,14 +103,12 @@ class Llama3Med:
     def from_pretrained(
         cls, path: str | Path, *, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None
     ) -> Llama3Med:
-        """Load a saved folder (config, safetensors, processor); never touches the network."""
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} is not a Llama3-Med model folder (no config.json)")
+        """Load a saved model folder (config, safetensors, processor), or a LoRA adapter folder over one (its
+        adapters merged in memory, as `llama3med merge` does); never touches the network. A folder that cannot
+        be used raises `llama3med.folders.ModelFolderError` saying why."""
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        model = Llama3MedForConditionalGeneration.from_pretrained(path, dtype=dtype or torch.float32)
-        processor = Llama3MedProcessor.from_pretrained(path)
+        model, processor = load_folder(path, dtype or torch.float32)
         if device is not None:
             model = model.to(device)
         return cls(model, processor)

@@ -11,6 +11,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from llama3med.cli.common import Threads, fail, set_threads
+
 console = Console(soft_wrap=True)  # tables and paths stay on one line each
 errors = Console(stderr=True, soft_wrap=True)  # soft wrap: paths in messages stay on one line
 
@@ -21,11 +23,6 @@ COLUMNS_HELP = ("Custom data sets: which column holds each field, e.g. question=
 CATEGORIES_HELP = "Custom data sets: comma-separated columns to break the figures down by (default: every other column of JSONL/CSV rows)."
 SPLIT_HELP = "Custom data set folders (datasets' save_to_disk, parquet, <split>.jsonl): the split to read."
 IMAGE_DIR_HELP = "Custom data sets: folder their image paths are relative to (default: the file's folder, or a data set folder's images/)."
-
-
-def fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/] {message}")
-    return typer.Exit(1)
 
 
 def build_answerer(model: Path | None, backend: str, endpoint: str | None, served_model: str | None, api_key_env: str,
@@ -40,11 +37,13 @@ def build_answerer(model: Path | None, backend: str, endpoint: str | None, serve
         return OpenAIChatAnswerer(endpoint, name, decoding, api_key=os.environ.get(api_key_env), max_concurrency=concurrency, max_retries=retries)
     if model is None:
         raise ValueError("give --model (a model folder) or --endpoint")
-    config = model / "config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"{model} is not a model folder (no config.json)")
+    from llama3med.folders import merge_hint, read_json, resolve_model_folder
+
+    folder = resolve_model_folder(model)  # a model folder, or a LoRA adapter folder over a Llama3-Med model
     if backend == "auto":
-        backend = "llama3med" if json.loads(config.read_text()).get("model_type") == "llama3med" else "hf"
+        backend = "llama3med" if read_json(folder.model_config_path).get("model_type") == "llama3med" else "hf"
+    if backend == "hf" and folder.is_adapter:
+        raise ValueError(f"--backend hf takes model folders and {model} is a LoRA adapter folder: {merge_hint(model)}")
     if backend == "llama3med":
         return Llama3MedAnswerer.from_pretrained(model, decoding, device=device, dtype=dtype)
     if backend == "hf":
@@ -81,15 +80,17 @@ def eval_command(
     retries: int = typer.Option(3, min=0, help="Endpoint only: retries per request (exponential backoff)."),
     device: str | None = typer.Option(None, help="Torch device for local models, e.g. cuda or cpu."),
     dtype: str | None = typer.Option(None, help="Torch dtype for local models, e.g. bfloat16 (default float32)."),
+    threads: Threads = None,
     overwrite: bool = typer.Option(False, help="Discard earlier predictions in --out instead of resuming."),
 ) -> None:
     """Zero-shot evaluation: greedy, fixed prompt templates, batched; predictions stream to JSONL and a rerun resumes."""
-    from rich.progress import Progress
-
     from llama3med.eval.answerers import Decoding
     from llama3med.eval.data_specs import ColumnMap, resolve_benchmarks
     from llama3med.eval.pipeline import evaluate
     from llama3med.eval.templates import PromptTemplates
+    from llama3med.progress import ProgressDisplay
+
+    set_threads(threads)
 
     specs = [s.strip() for s in benchmarks.split(",") if s.strip()]
     out = out or Path("eval-results") / (model.name if model else (served_model or "endpoint"))
@@ -109,7 +110,7 @@ def eval_command(
                 errors.print(f"[yellow]warning:[/] split size differs from the official count: {mismatch}")
         templates = PromptTemplates.load(prompts)
         answerer = build_answerer(model, backend, endpoint, served_model, api_key_env, concurrency, retries, decoding, device, dtype)
-        with Progress(console=console, transient=True) as progress:
+        with ProgressDisplay(errors, unit="questions", sequential=True) as progress:
             tasks = {b.name: progress.add_task(b.name, total=len(b.limited(limit).questions)) for b in loaded}
             report = evaluate(answerer, loaded, templates, out, decoding=decoding, batch_size=batch_size, limit=limit,
                               model_dir=model if not endpoint else None, command=shlex.join(command), overwrite=overwrite,

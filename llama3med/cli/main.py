@@ -11,13 +11,24 @@ import importlib
 
 import typer
 
+from llama3med.cli.common import DEBUG_ENV, ErrorReportingGroup, set_debug
+
 app = typer.Typer(
     name="llama3med",
     help="Llama3-Med: high-resolution biomedical vision-language models — build, train, evaluate, serve.",
+    cls=ErrorReportingGroup,  # failures are one `error:` line; the traceback only with --debug
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def global_options(
+    debug: bool = typer.Option(False, "--debug", envvar=DEBUG_ENV, help="Show the full traceback when a command fails."),
+) -> None:
+    """Llama3-Med: high-resolution biomedical vision-language models — build, train, evaluate, serve."""
+    set_debug(debug)
 
 # One line per area; order is the order of `--help`.
 COMMAND_MODULES = [

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 
+from llama3med.cli.common import Threads, fail, set_threads
 from llama3med.serve.limits import ServerLimits
 
 console = Console(stderr=True)
@@ -17,13 +17,12 @@ DEFAULTS = ServerLimits()
 
 ModelDir = Annotated[
     Path,
-    typer.Option("--model", "-m", envvar="LLAMA3MED_MODEL", help="A Llama3-Med model folder (config.json, weights, processor)."),
+    typer.Option(
+        "--model", "-m", envvar="LLAMA3MED_MODEL",
+        help="A Llama3-Med model folder (config.json, weights, processor), or a LoRA adapter folder over one.",
+    ),
 ]
 Device = Annotated[str | None, typer.Option(help="torch device, e.g. cpu or cuda (default: cpu).")]
-Threads = Annotated[
-    int | None,
-    typer.Option(min=1, help="CPU threads for torch (default: torch's choice). 1 is fastest on a machine shared with other jobs."),
-]
 MaxNewTokens = Annotated[int, typer.Option(min=1, help="Most tokens to generate per answer.")]
 Temperature = Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature; 0 decodes greedily.")]
 TopP = Annotated[float, typer.Option(min=0.01, max=1.0, help="Nucleus sampling mass (with --temperature > 0).")]
@@ -53,20 +52,24 @@ def image_options(window: str | None, frame: int | None, slice_index: int | None
     return {"window": window, "frame": frame, "slice_index": slice_index}
 
 
-def set_threads(threads: int | None) -> None:
-    """Bound torch's intra-op threads: on an oversubscribed CPU its spinning worker threads slow every step."""
-    if threads is not None:
-        import torch
+def check_model(model: Path) -> None:
+    """Refuse a `--model` that is neither a model folder nor a LoRA adapter folder over one, before loading."""
+    from llama3med.folders import ModelFolderError, resolve_model_folder
 
-        torch.set_num_threads(threads)
+    try:
+        resolve_model_folder(model)
+    except ModelFolderError as error:
+        raise typer.BadParameter(str(error), param_hint="--model") from None
 
 
 def load_api(model: Path, device: str | None) -> Any:
     from llama3med.api import Llama3Med
+    from llama3med.folders import ModelFolderError
 
+    check_model(model)
     try:
         return Llama3Med.from_pretrained(model, device=device)
-    except FileNotFoundError as error:
+    except ModelFolderError as error:
         raise typer.BadParameter(str(error), param_hint="--model") from None
 
 
@@ -77,8 +80,7 @@ def open_image(path: Path, options: dict[str, Any]) -> Any:
     try:
         return load_image(path, **options)
     except ImageLoadError as error:
-        typer.echo(f"error: {error.source}: {error.reason}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"{error.source}: {error.reason}") from None
 
 
 def ask(
@@ -187,10 +189,11 @@ def predict(
     try:
         total = len(read_questions(input_path))
     except PredictionInputError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(error)) from None
     api = load_api(model, device)
-    with Progress(console=console, transient=True) as progress:
+    from llama3med.progress import ProgressDisplay
+
+    with ProgressDisplay(console, unit="questions") as progress:
         task = progress.add_task("answering", total=total)
         try:
             answered, skipped = predict_file(
@@ -203,8 +206,7 @@ def predict(
                 on_batch=lambda n: progress.advance(task, n),
             )
         except PredictionInputError as error:
-            typer.echo(f"error: {error} (answers so far are kept in {out}; rerun to resume)", err=True)
-            raise typer.Exit(1) from None
+            raise fail(f"{error} (answers so far are kept in {out}; rerun to resume)") from None
     typer.echo(f"answered {answered}, skipped {skipped} already in {out}", err=True)
 
 
@@ -249,8 +251,7 @@ def serve(
         max_concurrent_requests=max_concurrent_requests,
         require_image=not allow_text_only,
     )
-    if not (model / "config.json").is_file():
-        raise typer.BadParameter(f"{model} is not a Llama3-Med model folder (no config.json)", param_hint="--model")
+    check_model(model)
     run_server(
         model,
         host=host,
@@ -283,6 +284,7 @@ def web(
 
     if examples is not None and not examples.is_dir():
         raise typer.BadParameter(f"{examples} is not a folder", param_hint="--examples")
+    check_model(model)
     run_web(
         model,
         host=host,

@@ -6,12 +6,7 @@ from pathlib import Path
 
 import typer
 
-
-def _fail(message: str) -> typer.Exit:
-    from rich.console import Console
-
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
-    return typer.Exit(2)
+from llama3med.cli.common import Threads, fail, set_threads
 
 
 def train(
@@ -27,9 +22,11 @@ def train(
         None, help="Folder the recipe's relative data paths are under (default: the recipe's data_root, which is "
         "$LLAMA3MED_DATA_ROOT in the shipped recipes, else the recipe file's folder)."
     ),
+    threads: Threads = None,
     local_rank: int | None = typer.Option(None, "--local_rank", "--local-rank", hidden=True, help="Set by the deepspeed launcher (the rank is read from the environment)."),
 ) -> None:
     """Train a model with a recipe: stage `align` (connector) or `instruct` (LLM + connector, full or LoRA)."""
+    set_threads(threads)
     from llama3med.data.conversations import BadRecordError
     from llama3med.data.supervision import SupervisionError
     from llama3med.train.recipe import load_recipe
@@ -38,13 +35,13 @@ def train(
     try:
         loaded = load_recipe(recipe, overrides or [], data_root=data_root)
         result = run_training(loaded, resume=resume, strict=strict)
-    except (BadRecordError, SupervisionError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
-        raise _fail(str(error)) from error
+    except (BadRecordError, SupervisionError, OSError, ValueError, RuntimeError, ImportError) as error:
+        raise fail(str(error), 2) from error
     typer.echo(f"trained {result.global_step} steps -> {result.output_dir}")
 
 
 def merge(
-    adapter_dir: Path = typer.Argument(..., help="Output folder of a LoRA recipe (adapter, processor, base_model.json)."),
+    adapter_dir: Path = typer.Argument(..., help="A LoRA adapter folder, e.g. a LoRA recipe's output (its adapter_config.json names the base model folder)."),
     out_dir: Path = typer.Argument(..., help="Folder to write the merged, plain model to."),
 ) -> None:
     """Fold LoRA adapters into the base model: a plain model folder that generates what the adapter model does."""
@@ -52,8 +49,8 @@ def merge(
 
     try:
         merge_adapter(adapter_dir, out_dir)
-    except (FileNotFoundError, ValueError) as error:
-        raise _fail(str(error)) from error
+    except (OSError, ValueError) as error:
+        raise fail(str(error), 2) from error
     typer.echo(f"merged {adapter_dir} -> {out_dir}")
 
 

@@ -89,6 +89,22 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
     def get_output_embeddings(self) -> nn.Module:
         return self.language_model.get_output_embeddings()
 
+    def set_output_embeddings(self, new_embeddings: nn.Module) -> None:
+        self.language_model.set_output_embeddings(new_embeddings)
+
+    def use_special_tokens_of(self, tokenizer: Any) -> None:
+        """Make the tokenizer's end-of-turn, begin-of-text and pad ids the model's, in the text config (an id list
+        that already holds the tokenizer's stays: Llama-3.1 lists several stop ids) and in both generation configs.
+        We choose these tokens on purpose (`prepare_tokenizer`); with them in place the `Trainer` finds nothing to
+        realign and does not warn about it on every run."""
+        text_config = self.config.get_text_config()
+        for name in ("eos_token_id", "bos_token_id", "pad_token_id"):
+            token, current = getattr(tokenizer, name), getattr(text_config, name, None)
+            if token is not None and not (token == current or (isinstance(current, list) and token in current)):
+                setattr(text_config, name, token)
+            for generation_config in (self.generation_config, self.language_model.generation_config):
+                setattr(generation_config, name, token)
+
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear) and any(module is m for m in self.connector.modules()):
             nn.init.normal_(module.weight, std=getattr(self.config.text_config, "initializer_range", 0.02))

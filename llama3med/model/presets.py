@@ -92,10 +92,7 @@ def build_llama3med(
         load_state_dict_strict(model.vision_tower.encoder, vision_weights, "vision encoder weights")
     if language_weights is not None:
         load_state_dict_strict(model.language_model, language_weights, "language model weights")
-    for generation_config in (model.generation_config, model.language_model.generation_config):
-        generation_config.eos_token_id = tokenizer.eos_token_id
-        generation_config.pad_token_id = tokenizer.pad_token_id
-        generation_config.bos_token_id = tokenizer.bos_token_id
+    model.use_special_tokens_of(tokenizer)
     processor = Llama3MedProcessor(
         Llama3MedImageProcessor.for_encoder(config.max_image_size, normalization or family_normalization(vision_config)),
         tokenizer,

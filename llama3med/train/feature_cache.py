@@ -38,6 +38,7 @@ def encoder_fingerprint(model: Llama3MedForConditionalGeneration, image_processo
             "image_mean": image_processor.image_mean,
             "image_std": image_processor.image_std,
             "pad_to_square": image_processor.pad_to_square,
+            "resample": image_processor.resample,
         },
     }
     for volatile in ("transformers_version", "_name_or_path", "dtype", "torch_dtype"):

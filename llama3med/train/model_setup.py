@@ -13,6 +13,7 @@ import torch
 from safetensors import safe_open
 from transformers.integrations import is_deepspeed_zero3_enabled
 
+from llama3med.folders import check_model_folder
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
 from llama3med.model.presets import PRESETS, build_preset
 from llama3med.model.processing import Llama3MedProcessor
@@ -21,7 +22,9 @@ from llama3med.train.recipe import Recipe
 
 # LoRA goes on the LLM's linear layers only; the connector is trained in full (`connector_layers`).
 DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-BASE_MODEL_FILE = "base_model.json"  # in a LoRA output folder: how to rebuild the base for `merge`
+# In a LoRA output folder whose recipe starts from a preset (which has no folder of its own): the base model the
+# adapter applies to, named by the adapter's `base_model_name_or_path`.
+BASE_MODEL_DIR = "base-model"
 
 
 @contextlib.contextmanager
@@ -89,6 +92,7 @@ def load_base(spec: dict[str, Any], quantization: str | None = None) -> tuple[Ll
 def _load_base(spec: dict[str, Any], quantization: str | None) -> tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]:
     name, model_args = spec["model"], dict(spec.get("model_args") or {})
     if Path(name).is_dir():
+        check_model_folder(Path(name))  # an adapter folder or an incomplete one: say what to do, in one line
         kwargs: dict[str, Any] = {"dtype": torch.float32}
         if quantization == "4bit":
             kwargs.update(qlora_loading_kwargs())
@@ -145,8 +149,26 @@ def connector_layers(model: Llama3MedForConditionalGeneration) -> list[str]:
     return [f"connector.{name}" for name, child in model.connector.named_children() if any(True for _ in child.parameters())]
 
 
-def prepare_for_stage(model: Llama3MedForConditionalGeneration, recipe: Recipe, gradient_checkpointing: bool = False) -> torch.nn.Module:
-    """Freeze per learning rate (0 = frozen) and wrap in LoRA when the recipe asks; returns the model to train."""
+def lora_base_folder(spec: dict[str, Any], output_dir: Path) -> Path:
+    """The model folder a LoRA adapter applies to: the recipe's model folder, or for a preset `OUTPUT/base-model`
+    (which `save_lora_base` writes)."""
+    return Path(spec["model"]) if Path(spec["model"]).is_dir() else (output_dir / BASE_MODEL_DIR).resolve()
+
+
+def save_lora_base(model: Llama3MedForConditionalGeneration, processor: Llama3MedProcessor, folder: Path) -> None:
+    """Save a preset-built base (its random parts drawn from the run's seed, a stage-1 connector loaded) as the
+    model folder its LoRA adapter names, so the adapter folder is a standard PEFT folder that loads anywhere."""
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+def prepare_for_stage(
+    model: Llama3MedForConditionalGeneration, recipe: Recipe, gradient_checkpointing: bool = False, base_model_path: str | None = None
+) -> torch.nn.Module:
+    """Freeze per learning rate (0 = frozen) and wrap in LoRA when the recipe asks; returns the model to train.
+
+    The adapter config names `base_model_path` as its base (PEFT's `base_model_name_or_path`). The connector
+    travels in the adapter when it is trained or was loaded from stage 1 (the base folder does not have it)."""
     rates = recipe.learning_rates
     model.vision_tower.requires_grad_(False)
     model.connector.requires_grad_(rates["connector"] > 0)
@@ -166,6 +188,11 @@ def prepare_for_stage(model: Llama3MedForConditionalGeneration, recipe: Recipe, 
         lora_alpha=int(settings.get("alpha", 256)),
         lora_dropout=float(settings.get("dropout", 0.05)),
         target_modules=settings.get("target_modules", DEFAULT_LORA_TARGETS),
-        modules_to_save=connector_layers(model) if rates["connector"] > 0 else None,
+        modules_to_save=connector_layers(model) if rates["connector"] > 0 or recipe.connector else None,
     )
-    return get_peft_model(model, config)
+    if base_model_path is not None:
+        model.name_or_path = base_model_path  # what PEFT writes as the adapter's base_model_name_or_path
+    adapted = get_peft_model(model, config)
+    if not rates["connector"]:
+        adapted.base_model.model.connector.requires_grad_(False)  # saved with the adapter, not trained
+    return adapted

@@ -7,6 +7,10 @@ Every output model folder holds, beside the Hugging Face model (or LoRA adapter)
 - `recipe.yaml`: the resolved recipe the run used;
 - `run_info.json`: the seeds and what else a float result depends on (thread count, world size, device,
   library versions): a run repeated with the same recipe under the same `run_info` gives identical weights.
+
+A LoRA output is a standard PEFT adapter folder: `adapter_config.json`'s `base_model_name_or_path` is the base
+model folder (the recipe's model folder, or `base-model/` inside the output for a preset), so `ask`, `serve`,
+`eval`, `Llama3Med.from_pretrained` and PEFT's `AutoPeftModel` load it directly; `merge` writes a plain folder.
 """
 
 from __future__ import annotations
@@ -100,20 +104,16 @@ def write_run_files(
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
-    """Fold a LoRA output folder into its base model and save a plain model folder (loadable by
-    `Llama3Med.from_pretrained`, vLLM-style tools and `AutoModelForImageTextToText`)."""
-    from peft import PeftModel
-
-    from llama3med.model.processing import Llama3MedProcessor
-    from llama3med.train.model_setup import BASE_MODEL_FILE, load_base
+    """Fold a LoRA adapter folder into the base model its `adapter_config.json` names and save a plain model
+    folder (for tools that take no adapters: vLLM-style servers, `AutoModelForImageTextToText`)."""
+    from llama3med.folders import ADAPTER_CONFIG_FILE, ModelFolderError, resolve_model_folder
+    from llama3med.model.loading import load_model, load_processor
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
-    spec_file = adapter_dir / BASE_MODEL_FILE
-    if not spec_file.is_file():
-        raise FileNotFoundError(f"{adapter_dir} is not a LoRA training output (no {BASE_MODEL_FILE})")
-    base, _ = load_base(json.loads(spec_file.read_text()))
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    merged.save_pretrained(out_dir)
-    Llama3MedProcessor.from_pretrained(adapter_dir).save_pretrained(out_dir)
+    folder = resolve_model_folder(adapter_dir)
+    if not folder.is_adapter:
+        raise ModelFolderError(f"{adapter_dir} is not a LoRA adapter folder (no {ADAPTER_CONFIG_FILE}): it is a plain model folder already")
+    load_model(folder).save_pretrained(out_dir)
+    load_processor(folder).save_pretrained(out_dir)
     write_manifest(out_dir, read_manifest(adapter_dir))
     return out_dir

@@ -7,7 +7,7 @@ the others; the feature cache is filled by all ranks, each a shard.
 
 from __future__ import annotations
 
-import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +90,15 @@ def barrier(args: Any) -> None:
 
 def print_summary(report: DataReport, output_dir: Path) -> None:
     """Skipped records (reason, count, ids), truncated and dropped samples."""
-    table = Table(title=f"data summary -> {output_dir}", show_lines=False)
+    console.print(f"data summary -> {output_dir}", soft_wrap=True, highlight=False)  # the path on one line
+    table = Table(show_lines=False)
     table.add_column("what")
     table.add_column("count", justify="right")
-    table.add_column("ids")
+    table.add_column("ids", overflow="fold")  # ids wrap onto more lines; never cut with an ellipsis
 
     def ids(items: list[str]) -> str:
-        return ", ".join(items[:20]) + (f", ... (+{len(items) - 20})" if len(items) > 20 else "")
+        more = f", ... (+{len(items) - 20} more in {output_dir / 'data_report.json'})" if len(items) > 20 else ""
+        return ", ".join(items[:20]) + more
 
     for source, count in report.read.items():
         table.add_row(f"read: {source}", str(count), "")
@@ -107,15 +109,34 @@ def print_summary(report: DataReport, output_dir: Path) -> None:
     console.print(table)
 
 
+def check_optional_packages(recipe: Recipe) -> None:
+    """DeepSpeed and TensorBoard are optional extras: name the one to install before anything is built."""
+    from llama3med.extras import require
+
+    deepspeed = recipe.training.get("deepspeed")
+    if deepspeed:
+        require("deepspeed", f"training.deepspeed={deepspeed}", alternative="train without it: training.deepspeed=null")
+    report_to = recipe.training.get("report_to")
+    if "tensorboard" in ([report_to] if isinstance(report_to, str) else report_to or []):
+        require("tensorboard", "training.report_to=tensorboard", alternative="training.report_to=none")
+
+
 def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> TrainResult:
     """Run a recipe to the end; with `resume`, continue from the last complete checkpoint."""
     from transformers import TrainingArguments, set_seed
 
-    from llama3med.train.model_setup import BASE_MODEL_FILE, base_spec, load_base, prepare_for_stage
+    from llama3med.train.model_setup import (
+        base_spec,
+        load_base,
+        lora_base_folder,
+        prepare_for_stage,
+        save_lora_base,
+    )
     from llama3med.train.outputs import manifest_entries, read_manifest, run_info, write_run_files
     from llama3med.train.trainer import Llama3MedTrainer, discard_interrupted_saves, last_complete_checkpoint
 
     recipe.check_data_files()  # before anything is built: a missing file's message names the setting to change
+    check_optional_packages(recipe)
     output_dir = Path(recipe.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     last = last_complete_checkpoint(checkpoint_dir)
@@ -130,6 +151,8 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
         raise ValueError(f"recipe `training:` section: {error}") from error
     if args.gradient_checkpointing and args.gradient_checkpointing_kwargs is None:
         args.gradient_checkpointing_kwargs = {"use_reentrant": False}  # works with frozen inputs (stage 1)
+    if "disable_tqdm" not in recipe.training and not sys.stderr.isatty():
+        args.disable_tqdm = True  # a redrawn bar is one unreadable line in a log: progress lines come instead
     if args.should_save:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         discard_interrupted_saves(checkpoint_dir)
@@ -143,6 +166,7 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
     conversations = read_mixture(recipe.sources, report, seed=recipe.seed)
     spec = base_spec(recipe)
     model, processor = load_base(spec, recipe.quantization)
+    model.use_special_tokens_of(processor.tokenizer)
     clock = time.perf_counter()
     with args.main_process_first(desc="checking images and tokenisation"):
         samples = prepare_samples(
@@ -154,7 +178,10 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
     if cache is not None:
         fill_feature_cache(cache, model, processor, samples, args)
     seconds["feature_cache"] = time.perf_counter() - clock
-    trainable = prepare_for_stage(model, recipe, args.gradient_checkpointing)
+    base_folder = lora_base_folder(spec, output_dir) if recipe.lora else None
+    if base_folder is not None and not Path(spec["model"]).is_dir() and args.should_save:
+        save_lora_base(model, processor, base_folder)
+    trainable = prepare_for_stage(model, recipe, args.gradient_checkpointing, str(base_folder) if base_folder else None)
     trainer = Llama3MedTrainer(
         model=trainable,
         args=args,
@@ -175,8 +202,6 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
                  "initialisation": spec["seed"]}
         info = run_info(seeds, args.world_size, str(args.device))
         write_run_files(output_dir, recipe.to_dict(), report.to_dict(), [*inherited, manifest_entries(samples)], info)
-        if recipe.lora:
-            (output_dir / BASE_MODEL_FILE).write_text(json.dumps(spec, indent=2))
         print_summary(report, output_dir)
     trainer.accelerator.wait_for_everyone()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

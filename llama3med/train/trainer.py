@@ -15,6 +15,8 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
+from llama3med.progress import ProgressDisplay
+
 STAGING_DIR = ".staging"  # checkpoints are written here, then renamed into place
 
 
@@ -59,6 +61,7 @@ class Llama3MedTrainer(Trainer):
         self._staging = False
         self._last_log = (time.perf_counter(), 0, 0)  # (time, step, tokens) at the previous training log
         self.add_callback(ThroughputClock(self))
+        self.add_callback(ProgressLines())
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """The Trainer's optimizer class and settings, with one parameter group per module and decay class."""
@@ -116,3 +119,34 @@ class ThroughputClock(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.trainer._last_log = (time.perf_counter(), state.global_step, state.num_input_tokens_seen)
+
+
+class ProgressLines(TrainerCallback):
+    """Plain progress lines (step, loss, rate, time left) at least every 30 s when stderr is not a terminal:
+    the Trainer's bar redraws one line in place, which a log file or CI shows only when training ends."""
+
+    def __init__(self) -> None:
+        self.display: ProgressDisplay | None = None
+        self.task = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        display = ProgressDisplay(unit="steps")
+        if display.live or not state.is_world_process_zero:
+            return
+        self.display = display.__enter__()
+        self.task = display.add_task("training", total=state.max_steps)
+        if state.global_step:  # a resumed run
+            display.update(self.task, completed=state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.display is not None:
+            self.display.update(self.task, completed=state.global_step)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if self.display is not None and logs and "loss" in logs:
+            self.display.update(self.task, loss=f"{logs['loss']:.4g}")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.display is not None:
+            self.display.__exit__(None, None, None)
+            self.display = None

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import PeftModel
 from safetensors.torch import load_file
 from train_helpers import data_override, tiny_recipe
 
 from llama3med.api import ChatRequest, Llama3Med
-from llama3med.model.processing import Llama3MedProcessor
-from llama3med.train.model_setup import BASE_MODEL_FILE, load_base
+from llama3med.train.model_setup import load_base
 from llama3med.train.outputs import RUN_INFO_FILE
 from llama3med.train.run import TrainResult, train
 
@@ -42,9 +40,8 @@ def adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def answers(folder: Path, image_folder: Path) -> list[str]:
-    """Greedy answers of a LoRA output folder (base rebuilt from its spec, adapters on top) to four images."""
-    base, _ = load_base(json.loads((folder / BASE_MODEL_FILE).read_text()))
-    api = Llama3Med(PeftModel.from_pretrained(base, folder), Llama3MedProcessor.from_pretrained(folder))
+    """Greedy answers of a LoRA output folder (adapters merged into the base folder it names) to four images."""
+    api = Llama3Med.from_pretrained(folder)
     requests = [ChatRequest(image_folder / f"img{i}.png", [{"role": "user", "content": "What modality is used?"}]) for i in range(4)]
     return [result.text for result in api.generate(requests, max_new_tokens=6)]
 
