@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import struct
 import zlib
@@ -260,3 +261,77 @@ def test_text_only_requests_are_answered_when_allowed(tiny_model_dir) -> None:
     with TestClient(create_app(api, model_name="m")) as client:
         refused = client.post("/v1/chat/completions", json=body)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "missing_image"
+
+
+# --- fuzzing every request field: never a 5xx ------------------------------------------------------------
+
+NUMBERS = [0, -1, 1.5, 2**63, 2**64, -(2**63) - 1, 10**100, 1e308, float("inf"), float("nan"), True, "7", None, [], {}]
+FUZZED_FIELDS = {
+    "model": [None, 1, [], {}, "", "x" * 10_000],
+    "messages": [
+        None, 1, "hi", [], [{}], [{"role": "user"}], [{"role": "robot", "content": "x"}],
+        [{"role": "user", "content": 5}], [{"role": "user", "content": [{"type": "video"}]}],
+        [{"role": "user", "content": [{"type": "image_url"}]}],
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 5}}]}],
+        [{"role": "user", "content": [{"type": "text", "text": None}]}],
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:;base64," + "A" * 7}}]}],
+    ],
+    "max_tokens": NUMBERS,
+    "max_completion_tokens": NUMBERS,
+    "temperature": [*NUMBERS, -1e-9, 2.0000001, 1e-320],
+    "top_p": [*NUMBERS, 1e-320, 1.0000001],
+    "seed": [*NUMBERS, 2**64 - 1, -(2**63), "seed"],
+    "n": NUMBERS,
+    "stop": [5, [5], ["a"] * 5, [""], "", ["x" * 100_000], [None], {}],
+    "stream": ["yes", 2, None, [], {}],
+    "stream_options": [5, "x", [], {"include_usage": "maybe"}, {"include_usage": [1]}],
+}  # fmt: skip
+
+
+def fuzz_cases() -> list[tuple[str, object]]:
+    return [(field, value) for field, values in FUZZED_FIELDS.items() for value in values]
+
+
+def test_no_request_body_gets_a_5xx(server) -> None:
+    """Each field with out-of-range, wrong-type and extreme values (and non-finite numbers), plain and streamed,
+    then whole bodies that are not objects: every answer is a 2xx or an OpenAI-format 4xx."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    base = {"model": server.model_name, "messages": [image_message(data_url(server_png()), "Hi")], "max_tokens": 1}
+    bodies = [json.dumps(base | {field: value}) for field, value in fuzz_cases()]
+    bodies += [json.dumps(base | {field: value, "stream": True}) for field, value in fuzz_cases() if field != "stream"]
+    bodies += ["[]", "5", '"x"', "null", "{}", "[" * 100_000, '{"max_tokens": 1e999999}', "\udcff".encode("utf-8", "surrogatepass").decode("latin-1")]
+    statuses = {}
+    with httpx.Client(timeout=60) as http:
+        for body in bodies:
+            response = http.post(f"{server.openai_base_url}/chat/completions", content=body.encode("utf-8", "surrogatepass"), headers=headers)
+            statuses[body[:120]] = response.status_code
+            assert response.status_code < 500, (body[:300], response.text[:500])
+            if response.status_code >= 400:
+                error = response.json()["error"]
+                assert set(error) == {"message", "type", "param", "code"} and error["message"], error
+    assert sum(status == 400 for status in statuses.values()) > len(statuses) // 2  # most are refused
+    assert_still_answers_over_http(server)
+
+
+def assert_still_answers_over_http(server) -> None:
+    assert httpx.get(f"{server.base_url}/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("seed, status", [(2**64, 400), (-(2**63) - 1, 400), (2**64 - 1, 200), (-(2**63), 200)])
+def test_seed_range_is_torchs(server, seed, status) -> None:
+    body = {"model": server.model_name, "messages": [image_message(data_url(server_png()), "Hi")], "max_tokens": 1, "seed": seed, "temperature": 0.7}
+    response = httpx.post(f"{server.openai_base_url}/chat/completions", json=body, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json()["error"]["param"] == "seed" and response.json()["error"]["code"] == "invalid_value"
+
+
+def test_temperature_too_small_to_sample_decodes_greedily(server) -> None:
+    """1e-320 would divide the logits into infinities (a 500 from the sampler): it answers as temperature 0."""
+    answers = []
+    for temperature in (0.0, 1e-320):
+        body = {"model": server.model_name, "messages": [image_message(data_url(server_png()), "Hi")], "max_tokens": 6, "temperature": temperature}
+        response = httpx.post(f"{server.openai_base_url}/chat/completions", json=body, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+        assert response.status_code == 200, response.text
+        answers.append(response.json()["choices"][0]["message"]["content"])
+    assert answers[0] == answers[1]
