@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from llama3med.cli.common import fail
+
 instruct_app = typer.Typer(
     name="instruct",
     help="Generate LLaVA-format instruction conversations from image captions with LLMs (Claude, Llama-3-70B, ...).",
@@ -20,13 +22,6 @@ GENERATOR_HELP = (
     "anthropic-batch (Message Batches) or openai (OpenAI-compatible server at BASE_URL, e.g. "
     "openai:llama-3-70b@http://gpu:8000/v1:1), or NAME[:WEIGHT] for a generator in --generators-file."
 )
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    from rich.console import Console
-
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 @instruct_app.command("generate")
@@ -90,9 +85,9 @@ def generate_command(
         )
         summary = generate(config)
     except (GeneratorSpecError, RecordError, PromptFileError, PriceTableError, StoreError, GenerationAborted) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error), 2) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; results written so far are kept — rerun the same command to continue", 130) from None
+        raise fail("interrupted; results written so far are kept — rerun the same command to continue", 130) from None
 
     from rich.table import Table
 
@@ -111,7 +106,7 @@ def generate_command(
         console.print(f"Cut a torn last line ({summary.repaired_bytes} bytes) left by an interrupted run.")
     console.print(f"LLaVA-format conversations: {out_dir / CONVERSATIONS_FILE}")
     if summary.failed:
-        raise _fail(
+        raise fail(
             f"{summary.failed} request(s) failed after every retry (see failures.jsonl); "
             "rerun the same command to retry them",
             1,
@@ -134,7 +129,7 @@ def stats_command(
     try:
         stats = compute_stats(out_dir, PriceTable.from_file(prices or DEFAULT_PRICES_FILE))
     except (FileNotFoundError, PriceTableError, StoreError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error), 2) from None
     if as_json:
         typer.echo(json.dumps(stats.as_dict(), indent=2))
     else:
@@ -180,7 +175,7 @@ def estimate_command(
             measured_output_tokens(from_out) if from_out else None,
         )
     except (GeneratorSpecError, RecordError, PromptFileError, PriceTableError, StoreError, RuntimeError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error), 2) from None
     console = Console()
     tokens = Table(title=f"Tokens per request (Llama-3 tokenizer; {estimates[0].requests} records of {input_path.name})")
     for column in ("kind", "prompt tokens", "reply tokens", "reply tokens from"):
@@ -212,7 +207,7 @@ def medpix_context_command(
     try:
         rows, with_context = attach_medpix_context(captions, cases, out)
     except (RecordError, OSError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error), 2) from None
     typer.echo(f"{out}: {rows} rows, {with_context} with context")
 
 

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from llama3med.cli.common import fail
+
 console = Console()
 
 
@@ -48,30 +50,42 @@ def build(
                 f"{preset} needs --llm-path and --vision-path (local folders: weights cannot be downloaded here; a"
                 " model with a random encoder or LLM is not worth saving)"
             )
+        for option, folder in (("--llm-path", llm_path), ("--vision-path", vision_path)):
+            if not folder.is_dir():
+                raise typer.BadParameter(f"{folder} is not a folder (weights are read from local folders only)", param_hint=option)
         overrides.update(vision=vision, llm_path=llm_path, vision_path=vision_path, device="cpu")
     try:
         model, processor = build_preset(preset, **overrides)
-    except (WeightLoadingError, TimmUnavailableError, FileNotFoundError, ValueError) as error:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {error}")
-        raise typer.Exit(1) from error
+    except (WeightLoadingError, TimmUnavailableError, OSError, ValueError) as error:
+        raise fail(str(error)) from error
     model.save_pretrained(out)
     processor.save_pretrained(out)
     console.print(f"[green]saved[/] {preset} -> {out}")
 
 
-def info(model: Path = typer.Argument(..., help="A Llama3-Med model folder.")) -> None:
+def info(model: Path = typer.Argument(..., help="A Llama3-Med model folder, or a LoRA adapter folder over one.")) -> None:
     """Describe a model folder: encoder, scales, visual tokens, connector, LLM, parameter counts."""
+    from llama3med.folders import ModelFolderError, read_json, resolve_model_folder
+
+    try:
+        folder = resolve_model_folder(model)
+    except ModelFolderError as error:
+        raise typer.BadParameter(str(error), param_hint="MODEL") from None
     import torch
 
     from llama3med.model.configuration import Llama3MedConfig
     from llama3med.model.modeling import Llama3MedForConditionalGeneration
     from llama3med.model.processing import Llama3MedImageProcessor
 
-    config = Llama3MedConfig.from_pretrained(model)
-    images = Llama3MedImageProcessor.from_pretrained(model)
+    described = folder.base or folder.path
+    config = Llama3MedConfig.from_pretrained(described)
+    images = Llama3MedImageProcessor.from_pretrained(described)
     with torch.device("meta"):  # shapes only: counts parameters without reading the weights
         skeleton = Llama3MedForConditionalGeneration(config)
     table = Table(title=str(model), show_header=False)
+    if folder.is_adapter:
+        adapter = read_json(folder.path / "adapter_config.json")
+        table.add_row("LoRA adapter", f"r {adapter.get('r')}, alpha {adapter.get('lora_alpha')} over the base model {folder.base}")
     vision = config.vision_config
     table.add_row("vision encoder", f"{vision.model_type}" + (f" ({vision.architecture})" if hasattr(vision, "architecture") else ""))
     table.add_row("vision feature layer", str(config.vision_feature_layer))

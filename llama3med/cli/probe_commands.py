@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from llama3med.cli.common import fail
 from llama3med.data.probe import DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN, MAX_SIZE, MIN_SIZE
 
 probe_app = typer.Typer(
@@ -46,8 +47,7 @@ def generate_command(
                 progress=lambda done, total: bar.update(task, completed=done),
             )  # fmt: skip
     except ProbeError as error:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False)
-        raise typer.Exit(2) from error
+        raise fail(str(error), 2) from error
     verb = "wrote" if summary.generated else "kept the complete probe already in"
     console.print(
         f"{verb} [bold]{summary.out_dir}[/]: {summary.n_train} train + {summary.n_test} test images of {size} px, "
