@@ -6,11 +6,16 @@ import base64
 import json
 import socket
 import struct
+import time
 import zlib
+from pathlib import Path
 
 import httpx
+import numpy as np
 import openai
 import pytest
+from data.hostile_files import bare_dicom_bytes, deflated_dicom, nifti_voxel_bomb, rle_dicom_bomb
+from data.medical_files import ct_dataset
 from serve_helpers import API_KEY, data_url, image_message, png_bytes
 
 MiB = 1024 * 1024
@@ -335,3 +340,37 @@ def test_temperature_too_small_to_sample_decodes_greedily(server) -> None:
         assert response.status_code == 200, response.text
         answers.append(response.json()["choices"][0]["message"]["content"])
     assert answers[0] == answers[1]
+
+
+def peak_rss(process) -> int:
+    """The server process's peak resident memory so far (Linux VmHWM), in bytes."""
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024
+
+
+def test_decompression_bombs_as_data_urls(server, client, tmp_path) -> None:
+    """A 3 GB deflated DICOM, a 2 GiB gzip NIfTI and a 64x RLE DICOM, each under the 8 MiB image limit: 400
+    with the reason, quickly, and the server's peak memory grows by far less than what they would inflate to."""
+    bombs = {
+        "deflated DICOM": (deflated_dicom(tmp_path / "b.dcm", ct_dataset(np.zeros((32, 32))), trailing_zero_mib=3000), "declares"),
+        "gzip NIfTI": (nifti_voxel_bomb(tmp_path / "v.nii.gz", (1024, 1024, 512)), "over the limit of 268435456"),
+        "RLE DICOM": (rle_dicom_bomb(tmp_path / "r.dcm", encoded_mib=6), "RLE segment 0 of frame 0"),
+    }
+    before = peak_rss(server.process)
+    for name, (path, words) in bombs.items():
+        url = data_url(path.read_bytes(), "application/dicom")
+        start = time.perf_counter()
+        error = error_of(lambda u=url: client.chat.completions.create(model=server.model_name, messages=[image_message(u, "What?")], max_tokens=4))
+        assert time.perf_counter() - start < 10, name
+        assert (error.status_code, error.body["code"]) == (400, "invalid_image") and words in error.body["message"], (name, error.body)
+    assert peak_rss(server.process) - before < 512 * MiB
+    assert_still_answers(server, client)
+
+
+def test_dicom_without_preamble_as_a_data_url(server, client) -> None:
+    """The bytes of a DICOM stored without preamble load from a data: URL as they do from a path."""
+    bare = bare_dicom_bytes(ct_dataset((np.arange(32 * 32).reshape(32, 32) % 1400) - 1000))
+    response = client.chat.completions.create(
+        model=server.model_name, messages=[image_message(data_url(bare, "application/dicom"), "What?")], max_tokens=2
+    )
+    assert response.usage.completion_tokens > 0
