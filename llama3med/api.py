@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from llama3med.model.image_feature_cache import DEFAULT_MAX_BYTES, ImageFeatureCache, pixel_key
 from llama3med.model.loading import load_folder
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
 from llama3med.model.processing import ImageInput, Llama3MedProcessor
@@ -28,10 +29,16 @@ Message = dict[str, Any]
 
 @dataclass
 class ChatRequest:
-    """One conversation to continue: `messages` end with a user turn; `image` goes with the first user turn."""
+    """One conversation to continue: `messages` end with a user turn; `image` goes with the first user turn.
+
+    `image_key` optionally names the image as the model will see it (a sha256 hex digest; equal keys must mean
+    equal pixels, e.g. the image file's sha256 when every request loads it the same way): its features are then
+    looked up before the image is even preprocessed. Without one, the preprocessed pixels are hashed.
+    """
 
     image: ImageInput | None
     messages: list[Message]
+    image_key: str | None = None
 
 
 @dataclass
@@ -94,9 +101,17 @@ def build_messages(question: str, history: Sequence[Message] | None = None, syst
 class Llama3Med:
     """A loaded Llama3-Med model folder, ready to answer questions about images."""
 
-    def __init__(self, model: Llama3MedForConditionalGeneration, processor: Llama3MedProcessor) -> None:
+    def __init__(
+        self,
+        model: Llama3MedForConditionalGeneration,
+        processor: Llama3MedProcessor,
+        feature_memory_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self.model = model.eval()
         self.processor = processor
+        # The encoder is frozen: each image's features are kept (by image key) and reused by later requests
+        # on the same image, e.g. the other questions on one benchmark image or the next turn of a chat.
+        self.image_features = ImageFeatureCache(feature_memory_bytes)
         self._lock = threading.Lock()  # generate is not re-entrant on one model
 
     @classmethod
@@ -117,6 +132,14 @@ class Llama3Med:
     def device(self) -> torch.device:
         return self.model.device
 
+    def use_feature_cache(self, root: str | Path) -> None:
+        """Keep image features on disk under `root` too (the training frozen-feature cache's layout, one folder
+        per encoder fingerprint), so a later run with the same encoder and scales skips the encoder."""
+        from llama3med.train.feature_cache import FeatureCache, encoder_fingerprint
+
+        with self._lock:
+            self.image_features.disk = FeatureCache(root, encoder_fingerprint(self.model, self.processor.image_processor))
+
     # Batched generation ---------------------------------------------------------------------------
     def render(self, request: ChatRequest) -> str:
         """The prompt text of one request (chat template applied, `<image>` tag placed)."""
@@ -127,11 +150,40 @@ class Llama3Med:
         return len(self.processor.tokenize(self.render(request)))
 
     def prepare(self, requests: Sequence[ChatRequest]) -> dict[str, torch.Tensor]:
-        """Render, tokenise (left padding) and preprocess a batch of requests."""
+        """Render, tokenise (left padding) and preprocess a batch of requests: the model's inputs with
+        `pixel_values` (what `generate` feeds the model instead is `encode_images`' reusable features)."""
         prompts = [self.render(r) for r in requests]
         images = [r.image for r in requests if r.image is not None]
         inputs = self.processor(prompts, images=images or None, padding_side="left")
         return {k: v.to(self.device) for k, v in inputs.items()}
+
+    def tokenize(self, requests: Sequence[ChatRequest]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rendered, tokenised prompts, left padded: (input_ids [B, L], attention_mask [B, L]), on the device."""
+        prompts = [self.render(r) for r in requests]
+        n_tags = sum(p.count(self.processor.image_token) for p in prompts)
+        n_images = sum(r.image is not None for r in requests)
+        if n_tags != n_images:
+            raise ValueError(f"prompts contain {n_tags} {self.processor.image_token} tag(s) but {n_images} image(s) were given")
+        input_ids, attention_mask = self.processor.pad([self.processor.tokenize(p) for p in prompts], "left")
+        return input_ids.to(self.device), attention_mask.to(self.device)
+
+    def encode_images(self, requests: Sequence[ChatRequest]) -> torch.Tensor | None:
+        """Frozen features [N_img, g*g, n_scales*C] of the requests' images in order (None without images).
+
+        Features come from `image_features` (memory, then the disk cache if one is in use); the images found
+        in neither are preprocessed and encoded together, each distinct image once."""
+        images = [r for r in requests if r.image is not None]
+        if not images:
+            return None
+        preprocess = self.processor.image_processor.preprocess_one
+        pixels = {i: preprocess(r.image) for i, r in enumerate(images) if r.image_key is None}  # [3, S, S] each
+        keys = [r.image_key or pixel_key(pixels[i]) for i, r in enumerate(images)]
+        features = self.image_features.features(
+            keys,
+            lambda i: pixels[i] if i in pixels else preprocess(images[i].image),
+            lambda batch: self.model.encode_images(batch.to(self.device)),
+        )
+        return torch.stack([f.to(self.device) for f in features])
 
     def generate(
         self,
@@ -146,14 +198,18 @@ class Llama3Med:
         a row's pieces concatenate to exactly its result's `text`.
         """
         settings = GenerationSettings(**generation)
-        inputs = self.prepare(requests)
-        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        input_ids, attention_mask = self.tokenize(requests)
+        prompt_lengths = attention_mask.sum(dim=1).tolist()
         deltas = TextDeltas(self, settings, len(requests), on_text) if on_text is not None else None
         with self._lock, torch.inference_mode():
+            image_features = self.encode_images(requests)  # [N_img, g*g, n_scales*C] or None
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if image_features is not None:
+                inputs["image_features"] = image_features
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)
             output = self.model.generate(**inputs, **settings.generate_kwargs(self.processor), streamer=deltas)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        new_tokens = output[:, input_ids.shape[1]:]
         results = [self._result(row, n_prompt, settings) for row, n_prompt in zip(new_tokens, prompt_lengths, strict=True)]
         if deltas is not None:
             deltas.finish(results)

@@ -82,6 +82,10 @@ def eval_command(
     dtype: str | None = typer.Option(None, help="Torch dtype for local models, e.g. bfloat16 (default float32)."),
     threads: Threads = None,
     overwrite: bool = typer.Option(False, help="Discard earlier predictions in --out instead of resuming."),
+    feature_cache: Path | None = typer.Option(
+        None, help="Llama3-Med checkpoints: also keep the frozen encoder's image features in this folder, so later runs "
+        "with the same encoder and scales skip encoding (the layout of training's feature cache)."
+    ),
 ) -> None:
     """Zero-shot evaluation: greedy, fixed prompt templates, batched; predictions stream to JSONL and a rerun resumes."""
     from llama3med.eval.answerers import Decoding
@@ -110,6 +114,8 @@ def eval_command(
                 errors.print(f"[yellow]warning:[/] split size differs from the official count: {mismatch}")
         templates = PromptTemplates.load(prompts)
         answerer = build_answerer(model, backend, endpoint, served_model, api_key_env, concurrency, retries, decoding, device, dtype)
+        if feature_cache is not None:
+            use_feature_cache(answerer, feature_cache)
         with ProgressDisplay(errors, unit="questions", sequential=True) as progress:
             tasks = {b.name: progress.add_task(b.name, total=len(b.limited(limit).questions)) for b in loaded}
             report = evaluate(answerer, loaded, templates, out, decoding=decoding, batch_size=batch_size, limit=limit,
@@ -120,6 +126,22 @@ def eval_command(
         raise fail(f"{error}" + ("\n(predictions made so far are kept; rerun the same command to resume)" if resumable else "")) from error
     console.print((out / "report.md").read_text(encoding="utf-8"))
     console.print(f"[green]label:[/] {report['label']}; files in {out}")
+    from llama3med.eval.answerers import Llama3MedAnswerer
+
+    if isinstance(answerer, Llama3MedAnswerer):
+        stats = answerer.api.image_features.stats
+        console.print(f"[cyan]vision encoder:[/] {stats.encoded} images encoded in {stats.encode_seconds:.1f} s "
+                      f"({stats.encode_calls} calls); features reused {stats.memory_hits} times from memory, "
+                      f"{stats.disk_hits} from disk", highlight=False)
+
+
+def use_feature_cache(answerer: object, folder: Path) -> None:
+    """`--feature-cache`: a Llama3-Med checkpoint keeps its frozen image features on disk under `folder` too."""
+    from llama3med.eval.answerers import Llama3MedAnswerer
+
+    if not isinstance(answerer, Llama3MedAnswerer):
+        raise ValueError("--feature-cache needs a Llama3-Med checkpoint (the features of its frozen encoder are what is cached)")
+    answerer.api.use_feature_cache(folder)
 
 
 def score_command(

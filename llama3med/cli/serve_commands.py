@@ -181,8 +181,12 @@ def predict(
     slice_index: Slice = None,
     device: Device = None,
     threads: Threads = None,
+    feature_cache: Annotated[
+        Path | None,
+        typer.Option(help="Also keep the frozen encoder's image features in this folder, so later runs with the same encoder skip encoding."),
+    ] = None,
 ) -> None:
-    """Answer a JSONL file of questions in batches; rerun to resume after an interruption."""
+    """Answer a JSONL file of questions in batches, grouped by image; rerun to resume after an interruption."""
     set_threads(threads)
     from llama3med.serve.predict import PredictionInputError, predict_file, read_questions
 
@@ -191,6 +195,8 @@ def predict(
     except PredictionInputError as error:
         raise fail(str(error)) from None
     api = load_api(model, device)
+    if feature_cache is not None:
+        api.use_feature_cache(feature_cache)
     from llama3med.progress import ProgressDisplay
 
     with ProgressDisplay(console, unit="questions") as progress:

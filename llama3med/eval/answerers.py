@@ -39,9 +39,16 @@ class Decoding:
 
 
 class Answerer(Protocol):
-    """Answers a batch of (image, prompt) pairs; returns one text per pair, in order."""
+    """Answers a batch of (image, prompt) pairs; returns one text per pair, in order.
 
-    def answer(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[str]: ...
+    `image_keys`, when given, name each image by content (sha256 of its bytes; equal keys = equal images):
+    an answerer may reuse per-image work across calls by key (ours reuses the frozen encoder's features)
+    or ignore them.
+    """
+
+    def answer(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], image_keys: Sequence[str] | None = None
+    ) -> list[str]: ...
 
     def describe(self) -> dict[str, Any]:
         """What was evaluated (kind, path or endpoint, config hash), for reports."""
@@ -78,10 +85,18 @@ class Llama3MedAnswerer:
 
         return cls(Llama3Med.from_pretrained(path, device=device, dtype=torch_dtype(dtype)), decoding, path)
 
-    def answer(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[str]:
+    def answer(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], image_keys: Sequence[str] | None = None
+    ) -> list[str]:
+        """Answers in one batched `generate` call; with `image_keys`, an image whose features are still held
+        (memory or `--feature-cache`) is not encoded again."""
         from llama3med.api import ChatRequest
 
-        requests = [ChatRequest(image, [{"role": "user", "content": prompt}]) for image, prompt in zip(images, prompts, strict=True)]
+        keys = list(image_keys) if image_keys is not None else [None] * len(images)
+        requests = [
+            ChatRequest(image, [{"role": "user", "content": prompt}], image_key=key)
+            for image, prompt, key in zip(images, prompts, keys, strict=True)
+        ]
         return [result.text for result in self.api.generate(requests, **self.decoding.as_dict())]
 
     def describe(self) -> dict[str, Any]:
@@ -130,7 +145,10 @@ class HFImageTextAnswerer:
             return kwargs | {"do_sample": True, "temperature": self.decoding.temperature, "top_p": self.decoding.top_p}
         return kwargs | {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
 
-    def answer(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[str]:
+    def answer(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], image_keys: Sequence[str] | None = None
+    ) -> list[str]:
+        """Answers in one batched `generate` call (`image_keys` unused: the model encodes its own images)."""
         import torch
 
         texts = [self.render(prompt) for prompt in prompts]
@@ -210,7 +228,10 @@ class OpenAIChatAnswerer:
             raise EndpointError(f"{self.base_url}: response has no choices")
         return (response.choices[0].message.content or "").strip()
 
-    def answer(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[str]:
+    def answer(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], image_keys: Sequence[str] | None = None
+    ) -> list[str]:
+        """One request per pair, `max_concurrency` at a time (`image_keys` unused: each request sends its image)."""
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(1, len(prompts)))) as pool:

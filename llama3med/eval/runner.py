@@ -8,6 +8,7 @@ batch; a rerun reads the file, drops a torn last line, and answers only the ques
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -82,14 +83,17 @@ def run_benchmark(
 ) -> dict[str, str]:
     """Answer every question of `benchmark` that has no prediction in `predictions_path` yet.
 
-    Images are loaded through `llama3med.data.images.load_image` (a few kept in memory, since consecutive
-    questions often share one). Returns all predictions by id, in question order.
+    The questions are answered grouped by image (`grouped_by_image`), so all questions on one image pass while
+    its features are held and each image is encoded once; lines are appended in that order as batches finish
+    (an interrupted run keeps them), and the finished file is rewritten in the benchmark's question order.
+    Images are loaded through `llama3med.data.images.load_image` (the last few kept in memory). Returns all
+    predictions by id, in question order.
     """
     from llama3med.data.images import load_image
 
     load = lru_cache(maxsize=64)(load_image)
     done = completed_predictions(predictions_path, benchmark)
-    todo = [q for q in benchmark.questions if q.id not in done]
+    todo = grouped_by_image([q for q in benchmark.questions if q.id not in done])
     predictions_path.parent.mkdir(parents=True, exist_ok=True)
     with predictions_path.open("a", encoding="utf-8") as out:
         for batch in batched(todo, batch_size):
@@ -100,7 +104,30 @@ def run_benchmark(
             out.flush()
             if on_batch is not None:
                 on_batch(len(batch))
+    write_in_question_order(predictions_path, benchmark)
     return {q.id: done[q.id] for q in benchmark.questions}
+
+
+def grouped_by_image(questions: Sequence[Question]) -> list[Question]:
+    """`questions` reordered so that those on one image (same content, `Question.image_sha256`) follow each
+    other: images in order of first appearance, each image's questions in their own order."""
+    groups: dict[str, list[Question]] = {}
+    for question in questions:
+        groups.setdefault(question.image_sha256(), []).append(question)
+    return [question for group in groups.values() for question in group]
+
+
+def write_in_question_order(path: Path, benchmark: Benchmark) -> None:
+    """Rewrite a complete predictions file with its lines (kept byte for byte) in the benchmark's question
+    order; atomic (temporary file + rename), and a file already in order is left alone."""
+    lines = path.read_bytes().decode("utf-8").splitlines(keepends=True)
+    by_id = {str(json.loads(line)["id"]): line for line in lines}
+    ordered = [by_id[q.id] for q in benchmark.questions]
+    if ordered == lines:
+        return
+    temporary = path.with_name(f".{path.name}.reordering")
+    temporary.write_text("".join(ordered), encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def prediction_record(question: Question, prediction: str) -> dict[str, Any]:
@@ -118,7 +145,8 @@ def prediction_record(question: Question, prediction: str) -> dict[str, Any]:
 
 def answer_batch(answerer: Answerer, batch: Sequence[Question], templates: PromptTemplates, load: Callable[[Any], Any]) -> list[str]:
     images = [load(q.image) for q in batch]
-    answers = answerer.answer(images, [templates.render(q) for q in batch])
+    # Every image is loaded with `load_image`'s defaults, so the content digest names the pixels the model sees.
+    answers = answerer.answer(images, [templates.render(q) for q in batch], image_keys=[q.image_sha256() for q in batch])
     if len(answers) != len(batch) or not all(isinstance(a, str) for a in answers):
         raise TypeError(f"answerer returned {len(answers)} answers for {len(batch)} questions (ids {batch[0].id}..{batch[-1].id})")
     return answers

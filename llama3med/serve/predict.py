@@ -3,14 +3,19 @@
 Input lines: `{"id": ..., "image": "path", "question": "..."}` (relative image paths are resolved against
 the input file's folder). Output lines: `{"id", "question", "answer", "prompt_tokens", "completion_tokens",
 "finish_reason"}`, appended and flushed batch by batch; a rerun skips ids already in the output.
+
+Questions are answered grouped by image file, so all questions on one image pass while its features are held
+(each image is encoded once); when every question is answered the output is rewritten in the input's order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +79,42 @@ def batches(items: list[Question], size: int) -> Iterator[list[Question]]:
         yield items[start : start + size]
 
 
+def grouped_by_image(questions: list[Question]) -> list[Question]:
+    """`questions` reordered so that those on one image file follow each other: files in order of first
+    appearance, each file's questions in input order."""
+    groups: dict[Path, list[Question]] = {}
+    for question in questions:
+        groups.setdefault(question.image.resolve(), []).append(question)
+    return [question for group in groups.values() for question in group]
+
+
+def image_key(path: Path, image_options: dict[str, Any]) -> str:
+    """Names the image the model sees for `path` loaded with `image_options` (window, frame, slice): the file's
+    sha256 with default options (the training feature cache's key), else a sha256 over it and the options."""
+    from llama3med.eval.benchmarks import file_sha256
+
+    content = file_sha256(path.resolve())
+    chosen = {k: v for k, v in sorted(image_options.items()) if v is not None}
+    if not chosen:
+        return content
+    return hashlib.sha256(json.dumps([content, chosen], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_in_input_order(out: Path, questions: list[Question]) -> None:
+    """Rewrite the output with its lines (kept byte for byte) in the input's order; lines of ids that are not
+    in the input (an output shared with another run) follow in their own order. Atomic (temporary file +
+    rename); a file already in order is left alone."""
+    lines = [line for line in out.read_bytes().decode("utf-8").splitlines(keepends=True) if line.strip()]
+    position = {q.key: index for index, q in enumerate(questions)}
+    keyed = [(position.get(json.dumps(json.loads(line)["id"]), len(position)), line) for line in lines]
+    ordered = [line for _, line in sorted(keyed, key=lambda item: item[0])]  # stable: foreign lines keep order
+    if ordered == lines:
+        return
+    temporary = out.with_name(f".{out.name}.reordering")
+    temporary.write_text("".join(ordered), encoding="utf-8")
+    os.replace(temporary, out)
+
+
 def predict_file(
     api: Llama3Med,
     questions_path: Path,
@@ -84,7 +125,8 @@ def predict_file(
     generation: dict[str, Any] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
-    """Answer the questions not yet in `out`; returns (answered now, skipped as already answered).
+    """Answer the questions not yet in `out`, grouped by image; returns (answered now, skipped as already
+    answered). When all are answered, `out` is rewritten in the input's order.
 
     `on_batch(n)` is called after each batch of `n` answers has been written.
     """
@@ -92,17 +134,21 @@ def predict_file(
 
     questions = read_questions(questions_path)
     done = answered_ids(out)
-    todo = [q for q in questions if q.key not in done]
+    todo = grouped_by_image([q for q in questions if q.key not in done])
+    options = image_options or {}
+    load = lru_cache(maxsize=16)(lambda path: load_image(path, **options))  # one image's questions follow each other
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", encoding="utf-8") as handle:
         for batch in batches(todo, batch_size):
             requests = []
             for q in batch:
                 try:
-                    image = load_image(q.image, **(image_options or {}))
-                except ImageLoadError as error:
-                    raise PredictionInputError(f"{questions_path}:{q.line} (id {q.key}): image {q.image}: {error.reason}") from None
-                requests.append(ChatRequest(image, [{"role": "user", "content": q.question}]))
+                    image = load(q.image)
+                    key = image_key(q.image, options)
+                except (ImageLoadError, OSError) as error:
+                    reason = error.reason if isinstance(error, ImageLoadError) else str(error)
+                    raise PredictionInputError(f"{questions_path}:{q.line} (id {q.key}): image {q.image}: {reason}") from None
+                requests.append(ChatRequest(image, [{"role": "user", "content": q.question}], image_key=key))
             results = api.generate(requests, **(generation or {}))
             for q, result in zip(batch, results, strict=True):
                 row = {
@@ -118,4 +164,5 @@ def predict_file(
             os.fsync(handle.fileno())
             if on_batch is not None:
                 on_batch(len(batch))
+    write_in_input_order(out, questions)
     return len(todo), len(questions) - len(todo)
