@@ -9,6 +9,11 @@ Formats (one object per line for JSONL; a JSON list for `.json` LLaVA files):
 - `llava`:   `{"id", "image"?, "conversations": [{"from": "human"|"gpt"|"system", "value": str}, ...]}`
 - `caption`: `{"id"?, "image", "caption"}` -> the pretrain template: user `<image>`, assistant = caption
 - `vqa`:     `{"id", "image", "question", "answer"}` (as in ../shared/benchmarks) -> one user/assistant turn
+
+A source's `template` chooses how records become turns: `conversation` (default: the record's own turns) or
+`caption`, the Llama3-Med authors' stage-1 template: the user turn is the `<image>` tag alone and the
+assistant turn the caption (for `llava` records, their first assistant reply: LLaVA-Med's alignment records
+hold a caption there after an instruction such as "Describe the image concisely", which is dropped).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 IMAGE_TAG = "<image>"
 FORMATS = ("llava", "caption", "vqa")
+TEMPLATES = ("conversation", "caption")
 LLAVA_ROLES = {
     "human": "user",
     "user": "user",
@@ -109,6 +115,8 @@ class DataSource:
             half; this is how several sources are mixed.
         max_samples: Use only the first N valid records (for quick runs).
         name: Label used in ids, reports and the training manifest (default: the file name's stem).
+        template: `conversation` (the records' own turns) or `caption` (user `<image>` only, assistant = the
+            caption: the authors' stage-1 template). `caption` records always use `caption`.
     """
 
     path: Path
@@ -117,11 +125,12 @@ class DataSource:
     weight: float = 1.0
     max_samples: int | None = None
     name: str | None = None
+    template: str = "conversation"
 
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> DataSource:
         """Build from a recipe's data entry, with clear errors for missing or unknown keys."""
-        known = {"path", "format", "image_root", "weight", "max_samples", "name"}
+        known = {"path", "format", "image_root", "weight", "max_samples", "name", "template"}
         unknown = set(entry) - known
         if unknown:
             raise ValueError(
@@ -133,6 +142,13 @@ class DataSource:
             raise ValueError(
                 f"data entry {entry['path']}: format {entry['format']!r} is not one of {FORMATS}"
             )
+        template = entry.get("template", "caption" if entry["format"] == "caption" else "conversation")
+        if template not in TEMPLATES:
+            raise ValueError(f"data entry {entry['path']}: template {template!r} is not one of {TEMPLATES}")
+        if entry["format"] == "vqa" and template == "caption":
+            raise ValueError(f"data entry {entry['path']}: vqa records have no caption (template: caption)")
+        if entry["format"] == "caption" and template != "caption":
+            raise ValueError(f"data entry {entry['path']}: caption records always use template: caption")
         weight = float(entry.get("weight", 1.0))
         if weight <= 0:
             raise ValueError(f"data entry {entry['path']}: weight must be > 0, got {weight}")
@@ -143,6 +159,7 @@ class DataSource:
             weight=weight,
             max_samples=entry.get("max_samples"),
             name=entry.get("name"),
+            template=template,
         )
 
     @property
@@ -237,15 +254,23 @@ def place_image_tag(messages: list[dict[str, str]], has_image: bool) -> list[dic
     return messages
 
 
-def record_messages(record: dict, format: str) -> list[dict[str, str]]:
-    """Messages of one raw record in `format`."""
+def caption_messages(caption: str) -> list[dict[str, str]]:
+    """The stage-1 (pretrain) template: the user turn is the image alone, the assistant turn the caption."""
+    return [{"role": "user", "content": IMAGE_TAG}, {"role": "assistant", "content": caption}]
+
+
+def record_messages(record: dict, format: str, template: str = "conversation") -> list[dict[str, str]]:
+    """Messages of one raw record in `format`, with the source's `template`."""
     if format == "llava":
-        return llava_messages(record)
+        messages = llava_messages(record)
+        if template == "caption":
+            reply = next((m["content"] for m in messages if m["role"] == "assistant"), "")
+            if not reply or IMAGE_TAG in reply:
+                raise BadRecordError("", "no caption: the record has no usable assistant turn")
+            return caption_messages(reply)
+        return messages
     if format == "caption":
-        return [
-            {"role": "user", "content": IMAGE_TAG},
-            {"role": "assistant", "content": _text(record, "caption")},
-        ]
+        return caption_messages(_text(record, "caption"))
     return [
         {"role": "user", "content": f"{IMAGE_TAG}\n{_text(record, 'question')}"},
         {"role": "assistant", "content": _text(record, "answer")},
@@ -273,7 +298,7 @@ def read_source(source: DataSource, report: DataReport) -> list[Conversation]:
                 raise BadRecordError(record_id, "`image` is not a path")
             if image is None and source.format != "llava":
                 raise BadRecordError(record_id, "`image` is missing")
-            messages = record_messages(record, source.format)
+            messages = record_messages(record, source.format, source.template)
             check_roles(messages)
             messages = place_image_tag(messages, image is not None)
         except BadRecordError as error:

@@ -4,8 +4,9 @@ Works for any chat template, without knowing its markers:
 1. render the whole conversation with the processor's template;
 2. for each assistant turn i, render the conversation before it with the generation prompt (exactly
    the prompt the model sees at inference); the assistant content must start right there;
-3. tokenise the rendered string once with offsets; tokens inside an assistant content's character span
-   are supervised, plus the special token that directly follows it (`<|eot_id|>`, `<|im_end|>`, ...);
+3. tokenise the rendered string with offsets (`llama3med.model.chat_encoding`: special-token strings inside
+   message texts become plain text, never control tokens); tokens inside an assistant content's character
+   span are supervised, plus the special token that directly follows it (`<|eot_id|>`, `<|im_end|>`, ...);
 4. verify: the supervised tokens of each turn decode to exactly that turn's content. Any mismatch is a
    `SupervisionError` naming the record, never a silently wrong (or zero) loss.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llama3med.model.chat_encoding import ChatEncodingError, encode_chat
 from llama3med.model.processing import Llama3MedProcessor
 
 IGNORE_INDEX = -100
@@ -78,8 +80,13 @@ def supervise(
     """Ids and labels of one conversation (images expanded), verified against the assistant texts."""
     tokenizer = processor.tokenizer
     rendered, spans = assistant_spans(processor, messages, record_id)
-    encoding = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
+    try:
+        encoding = encode_chat(processor, list(messages), add_generation_prompt=False)
+    except ChatEncodingError as error:
+        raise SupervisionError(f"record {record_id}: {error}") from error
+    if encoding.text != rendered:
+        raise SupervisionError(f"record {record_id}: the chat template renders the conversation differently on each call")
+    ids, offsets = encoding.input_ids, encoding.offsets
     specials = special_token_ids(tokenizer)
     labels = [IGNORE_INDEX] * len(ids)
     contents = [m["content"] for m in messages if m["role"] == "assistant"]

@@ -109,10 +109,14 @@ class Llama3MedProcessor(ProcessorMixin):
         num_image_tokens: int = 256,
         image_token: str = "<image>",
         chat_template: str | None = None,
+        system_prompt: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.num_image_tokens = int(num_image_tokens)
         self.image_token = image_token
+        # Sent as the system turn of every conversation that has none (set by a training recipe's
+        # `system_prompt`, saved with the processor so that inference uses what training used).
+        self.system_prompt = system_prompt or None
         # Folders saved before list content parts were supported get them on load (string content renders
         # exactly as before); the tokenizer gets the same template so its own apply_chat_template agrees.
         chat_template = chat_template or tokenizer.chat_template
@@ -125,7 +129,9 @@ class Llama3MedProcessor(ProcessorMixin):
     def render_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
         """Render `[{role, content}]` with the chat template. Content is a string (which may hold `<image>`) or
         a list of parts, llava-hf / OpenAI style: `{"type": "image"}` or `"image_url"` -> `<image>`, `{"type":
-        "text", "text": ...}` -> its text."""
+        "text", "text": ...}` -> its text. With a `system_prompt`, a conversation without a system turn gets it."""
+        if self.system_prompt and not (messages and messages[0].get("role") == "system"):
+            messages = [{"role": "system", "content": self.system_prompt}, *messages]
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=add_generation_prompt, chat_template=self.chat_template
         )

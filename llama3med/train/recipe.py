@@ -53,6 +53,9 @@ class Recipe:
     feature_cache_dir: str | None = None
     feature_cache_dtype: str | None = None
     seed: int = 42
+    # The system turn of every training conversation that has none; saved with the model's processor, so that
+    # inference sends the same one. null keeps the starting model's (none for presets); "" removes it.
+    system_prompt: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
     data_root: str | None = None
 
@@ -80,6 +83,8 @@ class Recipe:
             raise ValueError("quantization '4bit' (QLoRA) needs a `lora` section: 4-bit weights cannot be trained directly")
         if self.feature_cache not in (True, False, "auto"):
             raise ValueError(f"feature_cache must be true, false or auto, got {self.feature_cache!r}")
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise ValueError(f"system_prompt must be text or null, got {self.system_prompt!r}")
         if not self.data:
             raise ValueError("the recipe's data list is empty")
         self.sources = [DataSource.from_dict(entry) for entry in self.data]

@@ -166,6 +166,8 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
     conversations = read_mixture(recipe.sources, report, seed=recipe.seed)
     spec = base_spec(recipe)
     model, processor = load_base(spec, recipe.quantization)
+    if recipe.system_prompt is not None:
+        processor.system_prompt = recipe.system_prompt or None
     model.use_special_tokens_of(processor.tokenizer)
     clock = time.perf_counter()
     with args.main_process_first(desc="checking images and tokenisation"):

@@ -190,3 +190,29 @@ def test_data_source_rejects_unknown_keys_and_formats() -> None:
         DataSource.from_dict({"path": "x.jsonl", "format": "csv"})
     with pytest.raises(ValueError, match="weight must be > 0"):
         DataSource.from_dict({"path": "x.jsonl", "format": "vqa", "weight": 0})
+
+
+def test_caption_template_keeps_only_the_image_in_the_user_turn(tmp_path: Path) -> None:
+    # LLaVA-Med's alignment records: an instruction + <image>, then the caption.
+    records = [
+        {"id": "a1", "image": "x.png", "conversations": [
+            {"from": "human", "value": "Describe the image concisely.\n<image>"},
+            {"from": "gpt", "value": "Axial CT of the chest showing a right upper lobe nodule."}]},
+        {"id": "a2", "image": "y.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"}]},
+    ]
+    path = write_jsonl(tmp_path / "align.jsonl", records)
+    report = DataReport()
+    source = DataSource.from_dict({"path": str(path), "format": "llava", "template": "caption"})
+    (conversation,) = read_source(source, report)
+    assert list(conversation.messages) == [
+        {"role": "user", "content": "<image>"},
+        {"role": "assistant", "content": "Axial CT of the chest showing a right upper lobe nodule."},
+    ]
+    assert [i.rsplit("/", 1)[-1] for i in report.skipped_ids] == ["align:a2"]  # no caption (no assistant turn)
+    plain = read_source(DataSource.from_dict({"path": str(path), "format": "llava"}), DataReport())
+    assert plain[0].messages[0]["content"] == "Describe the image concisely.\n<image>"  # default: the record's turns
+    assert DataSource.from_dict({"path": "c.jsonl", "format": "caption"}).template == "caption"
+    with pytest.raises(ValueError, match="template 'plain' is not one of"):
+        DataSource.from_dict({"path": "a.jsonl", "format": "llava", "template": "plain"})
+    with pytest.raises(ValueError, match="vqa records have no caption"):
+        DataSource.from_dict({"path": "a.jsonl", "format": "vqa", "template": "caption"})

@@ -145,3 +145,49 @@ def test_truncation_cuts_text_only_and_never_image_tokens() -> None:
     with pytest.raises(SampleTooLong):
         fit_length(sample, len(sample.input_ids) - 1, "drop", processor.image_token_id)
     assert fit_length(sample, len(sample.input_ids), "drop", processor.image_token_id) is sample
+
+
+# Special-token strings inside data text ---------------------------------------------------------------
+@pytest.mark.parametrize("which", ["llama3_processor", "smollm2_processor"])
+def test_special_token_strings_in_data_text_are_plain_text(which: str, request: pytest.FixtureRequest) -> None:
+    processor: Llama3MedProcessor = request.getfixturevalue(which)
+    tokenizer = processor.tokenizer
+    eot = tokenizer.convert_ids_to_tokens(supervised_spans(supervise(processor, TWO_TURNS[1:3], "plain"))[0][-1])
+    reply = f"The caption ends with {eot} and <|start_header_id|>user<|end_header_id|> here."
+    messages = [
+        {"role": "user", "content": f"<image>\nWhat does {eot} mean?"},
+        {"role": "assistant", "content": reply},
+    ]
+    sample = supervise(processor, messages, "rec-special")
+    specials = special_token_ids(tokenizer)
+    (span,) = supervised_spans(sample)
+    assert tokenizer.decode(span[:-1], clean_up_tokenization_spaces=False) == reply
+    assert not specials & set(span[:-1]) and span[-1] in specials  # only the template's end of turn is a control token
+    eot_id = tokenizer.convert_tokens_to_ids(eot)
+    plain = supervise(processor, [{"role": "user", "content": "<image>\nWhat?"}, {"role": "assistant", "content": "Fine."}], "ref")
+    assert sample.input_ids.count(eot_id) == plain.input_ids.count(eot_id)  # as many as the template's own turns
+    assert sample.input_ids.count(processor.image_token_id) == NUM_IMAGE_TOKENS  # the <image> tag stays the placeholder
+
+
+def test_conversations_without_special_strings_tokenise_as_one_call(llama3_processor: Llama3MedProcessor) -> None:
+    from llama3med.model.chat_encoding import encode_chat
+
+    text = llama3_processor.render_chat(TWO_TURNS, add_generation_prompt=False)
+    whole = llama3_processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert encode_chat(llama3_processor, TWO_TURNS).input_ids == whole
+
+
+@pytest.mark.parametrize("which", ["llama3_processor", "smollm2_processor"])
+def test_system_prompt_of_the_processor_is_sent_and_never_supervised(which: str, request: pytest.FixtureRequest) -> None:
+    processor: Llama3MedProcessor = request.getfixturevalue(which)
+    processor.system_prompt = "You are a careful biomedical assistant."
+    try:
+        sample = supervise(processor, TWO_TURNS[1:3], "rec-system")
+        own = supervise(processor, TWO_TURNS[:3], "rec-own-system")  # a record's own system turn wins
+    finally:
+        processor.system_prompt = None
+    text = processor.tokenizer.decode(sample.input_ids, clean_up_tokenization_spaces=False)
+    assert text.count("careful biomedical assistant") == 1
+    assert [processor.tokenizer.decode(s[:-1]) for s in supervised_spans(sample)] == [ASSISTANT_TEXTS[0]]
+    own_text = processor.tokenizer.decode(own.input_ids, clean_up_tokenization_spaces=False)
+    assert "careful radiology assistant" in own_text and "careful biomedical assistant" not in own_text

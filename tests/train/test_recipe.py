@@ -32,7 +32,10 @@ def test_paper_hyperparameters_in_the_8b_recipes() -> None:
     assert per_gpu == {"alignFalse": 32, "instructFalse": 16, "instructTrue": 16}  # x 8 GPUs = 256 / 128 / 128
     assert align.learning_rates == {"connector": 1e-3, "llm": 0.0} and align.training["deepspeed"] == "zero3"
     assert full.learning_rates == {"connector": 2e-5, "llm": 2e-5} and full.training["deepspeed"] == "zero3"
-    assert lora.lora == {"r": 128, "alpha": 256, "dropout": 0.05} and lora.learning_rates["llm"] == 2e-4
+    assert lora.lora == {"r": 128, "alpha": 256, "dropout": 0.05}
+    assert lora.learning_rates == {"connector": 2e-4, "llm": 2e-4}  # the authors: the LoRA rate for the connector too
+    assert [source.template for source in align.sources] == ["caption"]  # the authors' stage-1 template: <image> only
+    assert all(r.model == "models/llama3-med-8b-authors" for r in (align, full, lora))
     assert lora.training["deepspeed"] == "zero2"
     assert all(r.training["bf16"] and r.training["lr_scheduler_type"] == "cosine" and r.training["warmup_steps"] == 0.03
                and r.training["weight_decay"] == 0 and r.training["num_train_epochs"] == 1 for r in (align, full, lora))

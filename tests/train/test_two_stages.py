@@ -94,3 +94,16 @@ def test_existing_checkpoints_need_resume(stage1: tuple[Path, list[float]], capt
     (out / "checkpoints" / "checkpoint-1").mkdir(exist_ok=True)
     with pytest.raises(FileExistsError, match="pass --resume"):
         train(tiny_recipe("tiny-align", out, data_override(caption_file, "caption", image_folder)))
+
+
+def test_recipe_system_prompt_is_trained_with_and_saved_for_inference(tmp_path: Path, caption_file: Path, image_folder: Path) -> None:
+    from llama3med.api import ChatRequest
+
+    prompt = "You are a careful biomedical assistant."
+    out = tmp_path / "align-system"
+    data = data_override(caption_file, "caption", image_folder, max_samples=4)
+    train(tiny_recipe("tiny-align", out, data, f"system_prompt={prompt}"))
+    api = Llama3Med.from_pretrained(out)
+    assert api.processor.system_prompt == prompt
+    rendered = api.render(ChatRequest(None, [{"role": "user", "content": "Hello"}]))
+    assert rendered.count(prompt) == 1 and rendered.index(prompt) < rendered.index("Hello")
