@@ -230,6 +230,18 @@ def apply_override(config: dict[str, Any], assignment: str) -> None:
         node[last] = value
 
 
+def check_optional_packages(training: dict[str, Any]) -> None:
+    """DeepSpeed and TensorBoard are optional extras: name the one to install (`llama3med[gpu]`, `[train]`)."""
+    from llama3med.extras import require
+
+    deepspeed = training.get("deepspeed")
+    if deepspeed:
+        require("deepspeed", f"training.deepspeed={deepspeed}", alternative="train without it: training.deepspeed=null")
+    report_to = training.get("report_to")
+    if "tensorboard" in ([report_to] if isinstance(report_to, str) else report_to or []):
+        require("tensorboard", "training.report_to=tensorboard", alternative="training.report_to=none")
+
+
 def load_recipe(
     name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, data_root: str | Path | None = None
 ) -> Recipe:
@@ -242,6 +254,10 @@ def load_recipe(
         raise ValueError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: a recipe is a YAML mapping")
+    preview = copy.deepcopy(config)  # the training section as overridden, checked before the data paths are
+    for assignment in overrides:
+        apply_override(preview, assignment)
+    check_optional_packages(preview.get("training") or {})
     given = [a.split("=", 1)[1] for a in overrides if a.split("=", 1)[0].strip() == "data_root"]
     root = recipe_data_root(config, path, data_root if data_root is not None else (given[-1] if given else None))
     written = resolve_data_paths(config, root)

@@ -89,36 +89,22 @@ def barrier(args: Any) -> None:
 
 
 def print_summary(report: DataReport, output_dir: Path) -> None:
-    """Skipped records (reason, count, ids), truncated and dropped samples."""
-    console.print(f"data summary -> {output_dir}", soft_wrap=True, highlight=False)  # the path on one line
-    table = Table(show_lines=False)
+    """Records read, skipped (by reason), truncated and dropped: counts in a table, then the ids of each kind on
+    lines of their own, never cut (a table column would shorten long ids with an ellipsis)."""
+    table = Table(title="data summary", show_lines=False)
     table.add_column("what")
     table.add_column("count", justify="right")
-    table.add_column("ids", overflow="fold")  # ids wrap onto more lines; never cut with an ellipsis
-
-    def ids(items: list[str]) -> str:
-        more = f", ... (+{len(items) - 20} more in {output_dir / 'data_report.json'})" if len(items) > 20 else ""
-        return ", ".join(items[:20]) + more
-
+    listed: list[tuple[str, list[str]]] = [(f"skipped: {reason}", items) for reason, items in report.skipped.items()]
+    listed += [("truncated (text only)", report.truncated), ("dropped: too long", report.dropped_too_long)]
     for source, count in report.read.items():
-        table.add_row(f"read: {source}", str(count), "")
-    for reason, items in report.skipped.items():
-        table.add_row(f"skipped: {reason}", str(len(items)), ids(items))
-    table.add_row("truncated (text only)", str(len(report.truncated)), ids(report.truncated))
-    table.add_row("dropped: too long", str(len(report.dropped_too_long)), ids(report.dropped_too_long))
+        table.add_row(f"read: {source}", str(count))
+    for what, items in listed:
+        table.add_row(what, str(len(items)))
     console.print(table)
-
-
-def check_optional_packages(recipe: Recipe) -> None:
-    """DeepSpeed and TensorBoard are optional extras: name the one to install before anything is built."""
-    from llama3med.extras import require
-
-    deepspeed = recipe.training.get("deepspeed")
-    if deepspeed:
-        require("deepspeed", f"training.deepspeed={deepspeed}", alternative="train without it: training.deepspeed=null")
-    report_to = recipe.training.get("report_to")
-    if "tensorboard" in ([report_to] if isinstance(report_to, str) else report_to or []):
-        require("tensorboard", "training.report_to=tensorboard", alternative="training.report_to=none")
+    for what, items in listed:
+        if items:
+            more = f", ... and {len(items) - 20} more (all in {output_dir / 'data_report.json'})" if len(items) > 20 else ""
+            console.print(f"  {what}: {', '.join(items[:20])}{more}", soft_wrap=True, highlight=False, markup=False)
 
 
 def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> TrainResult:
@@ -136,7 +122,6 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
     from llama3med.train.trainer import Llama3MedTrainer, discard_interrupted_saves, last_complete_checkpoint
 
     recipe.check_data_files()  # before anything is built: a missing file's message names the setting to change
-    check_optional_packages(recipe)
     output_dir = Path(recipe.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     last = last_complete_checkpoint(checkpoint_dir)
