@@ -33,6 +33,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from llama3med.data import DATA_ROOT_ENV
 from llama3med.data.jsonl import read_jsonl
 from llama3med.eval.benchmarks import (
     BENCHMARKS,
@@ -48,7 +49,6 @@ from llama3med.eval.benchmarks import (
     unique_ids,
 )
 
-DATA_ROOT_ENV = "LLAMA3MED_DATA_ROOT"
 EXPLICIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # LLaVA-Med's question texts start with the image tag; the image goes to the model separately.
 IMAGE_TAG = re.compile(r"^\s*<image>\s*|\s*<image>\s*$")
@@ -131,11 +131,9 @@ def image_of(value: Any, where: str, image_dir: Path) -> Path | bytes:
     raise BenchmarkFormatError(f"{where}: no image (an image path, bytes, or a {{bytes, path}} struct)")
 
 
-def rows_to_questions(
-    rows: Rows, columns: ColumnMap, image_dir: Path, *, default_categories: bool
-) -> list[Question]:
-    """Questions from `(where, id used when the record has none, record)` rows. Embedded images that are byte-identical share one
-    bytes object (a PathVQA copy has 6,719 rows on 858 images)."""
+def rows_to_questions(rows: Rows, columns: ColumnMap, image_dir: Path, *, default_categories: bool) -> list[Question]:
+    """Questions from rows. Embedded images that are byte-identical share one bytes object (a PathVQA copy
+    has 6,719 rows on 858 images)."""
     used = {c for name in ColumnMap.DEFAULTS for c in columns.candidates(name)} | {"image"}
     distinct: dict[str, bytes] = {}
     questions = []

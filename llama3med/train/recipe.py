@@ -24,11 +24,11 @@ from typing import Any
 import torch
 import yaml
 
+from llama3med.data import DATA_ROOT_ENV
 from llama3med.data.conversations import DataSource
 from llama3med.data.supervision import TRUNCATION_MODES
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
-DATA_ROOT_ENV = "LLAMA3MED_DATA_ROOT"
 DATA_PATH_KEYS = ("path", "image_root")
 STAGES = ("align", "instruct")
 DEEPSPEED_CONFIGS = {"zero2": RECIPES_DIR / "deepspeed" / "zero2.json", "zero3": RECIPES_DIR / "deepspeed" / "zero3.json"}
