@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from llama3med.cli.common import Threads, set_threads
 from llama3med.experiments.demo import DemoSettings, run_demo
 
 console = Console(soft_wrap=True)
@@ -27,11 +28,13 @@ def demo(
     probe_train: int = typer.Option(DemoSettings.probe_train, min=1, help="Probe training images."),
     probe_test: int = typer.Option(DemoSettings.probe_test, min=1, help="Probe test images (2–4 questions each)."),
     eval_limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N test questions."),
+    threads: Threads = None,
 ) -> None:
     """Generate the fine-detail probe, align (stage 1), instruction-tune (stage 2), evaluate, and answer a question.
 
     Everything runs offline on the CPU; a rerun reuses the finished stages in --out.
     """
+    set_threads(threads)
     start = time.perf_counter()
     settings = DemoSettings(preset=preset, seed=seed, probe_train=probe_train, probe_test=probe_test,
                             align_steps=align_steps, instruct_steps=instruct_steps, eval_limit=eval_limit)
@@ -70,8 +73,10 @@ def scales_experiment(
     instruct_steps: int = typer.Option(16, min=1, help="Stage 2 steps per run."),
     probe_train: int = typer.Option(48, min=1, help="Probe training images."),
     probe_test: int = typer.Option(24, min=1, help="Probe test images (2–4 questions each)."),
+    threads: Threads = None,
 ) -> None:
     """One scale vs hierarchical scales vs one high-resolution scale, same data, steps and token budget."""
+    set_threads(threads)
     from llama3med.experiments.scales import markdown_table, run_scales_experiment
 
     settings = DemoSettings(probe_train=probe_train, probe_test=probe_test, align_steps=align_steps,
