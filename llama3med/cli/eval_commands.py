@@ -61,11 +61,15 @@ def eval_command(
     out: Path | None = typer.Option(None, help="Output folder (predictions, report.md/json, breakdowns.png); default eval-results/<model name>."),
     limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N questions of each benchmark."),
     batch_size: int = typer.Option(16, min=1, help="Questions per generate call (left padded, KV cache)."),
+    protocol: str = typer.Option(
+        "ours", help="Evaluation protocol: ours (format instruction per answer type, greedy, 64 new tokens) or llava-med "
+        "(LLaVA-Med's zero-shot VQA: the bare question, sampling at temperature 0.7, 1,024 new tokens). Named in the report."
+    ),
     seed: int = typer.Option(0, help="Random seed (matters only when sampling)."),
-    max_new_tokens: int = typer.Option(64, min=1, help="Longest answer in tokens."),
-    temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy decoding (the protocol's default)."),
-    top_p: float = typer.Option(1.0, min=0.0, max=1.0, help="Nucleus sampling threshold (only when temperature > 0)."),
-    prompts: Path | None = typer.Option(None, help="Folder with closed.txt and open.txt prompt templates (default: the packaged ones)."),
+    max_new_tokens: int | None = typer.Option(None, min=1, help="Longest answer in tokens (default: the protocol's)."),
+    temperature: float | None = typer.Option(None, min=0.0, help="0 = greedy decoding (default: the protocol's)."),
+    top_p: float | None = typer.Option(None, min=0.0, max=1.0, help="Nucleus sampling threshold, when sampling (default: the protocol's)."),
+    prompts: Path | None = typer.Option(None, help="Folder with closed.txt and open.txt prompt templates (default: the protocol's)."),
     layout: str = typer.Option("auto", help=LAYOUT_HELP),
     slake_language: str = typer.Option("en", help="SLAKE questions: en (official English test split) or zh."),
     columns: str | None = typer.Option(None, help=COLUMNS_HELP),
@@ -87,22 +91,28 @@ def eval_command(
         "with the same encoder and scales skip encoding (the layout of training's feature cache)."
     ),
 ) -> None:
-    """Zero-shot evaluation: greedy, fixed prompt templates, batched; predictions stream to JSONL and a rerun resumes."""
-    from llama3med.eval.answerers import Decoding
+    """Zero-shot evaluation under a named protocol (prompts, decoding, token budget), batched; predictions stream to
+    JSONL and a rerun resumes. The report names the protocol, anything changed from it, and each metric's ceiling."""
     from llama3med.eval.data_specs import ColumnMap, resolve_benchmarks
     from llama3med.eval.pipeline import evaluate
-    from llama3med.eval.templates import PromptTemplates
+    from llama3med.eval.protocols import get_protocol, protocol_decoding, protocol_settings
     from llama3med.progress import ProgressDisplay
 
     set_threads(threads)
 
     specs = [s.strip() for s in benchmarks.split(",") if s.strip()]
     out = out or Path("eval-results") / (model.name if model else (served_model or "endpoint"))
-    decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    try:
+        chosen = get_protocol(protocol)
+    except ValueError as error:
+        raise fail(str(error)) from error
+    decoding = protocol_decoding(chosen, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    given = [("--max-new-tokens", max_new_tokens), ("--temperature", temperature), ("--top-p", top_p)]
     command = ["llama3med", "eval", *(["--model", str(model)] if model else []), *(["--endpoint", endpoint] if endpoint else []),
                *(["--served-model", served_model] if served_model else []), "--benchmarks", ",".join(specs),
                *(["--data-root", str(data_root)] if data_root else []), "--out", str(out), "--batch-size", str(batch_size),
-               "--seed", str(seed), "--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature),
+               "--protocol", chosen.name, "--seed", str(seed),
+               *[item for option, value in given if value is not None for item in (option, str(value))],
                *(["--limit", str(limit)] if limit else []), *(["--prompts", str(prompts)] if prompts else []),
                *data_options(layout, slake_language, columns, categories, split, image_dir)]
     try:
@@ -112,7 +122,7 @@ def eval_command(
             console.print(f"[cyan]data:[/] {benchmark.describe()}", highlight=False)
             for mismatch in benchmark.check_counts():
                 errors.print(f"[yellow]warning:[/] split size differs from the official count: {mismatch}")
-        templates = PromptTemplates.load(prompts)
+        templates = chosen.templates(prompts)
         answerer = build_answerer(model, backend, endpoint, served_model, api_key_env, concurrency, retries, decoding, device, dtype)
         if feature_cache is not None:
             use_feature_cache(answerer, feature_cache)
@@ -120,12 +130,13 @@ def eval_command(
             tasks = {b.name: progress.add_task(b.name, total=len(b.limited(limit).questions)) for b in loaded}
             report = evaluate(answerer, loaded, templates, out, decoding=decoding, batch_size=batch_size, limit=limit,
                               model_dir=model if not endpoint else None, command=shlex.join(command), overwrite=overwrite,
-                              on_batch=lambda name, n: progress.advance(tasks[name], n))
+                              on_batch=lambda name, n: progress.advance(tasks[name], n),
+                              protocol=protocol_settings(chosen, decoding, templates, prompts))
     except (OSError, ValueError, RuntimeError) as error:
         resumable = (out / "predictions").is_dir()
         raise fail(f"{error}" + ("\n(predictions made so far are kept; rerun the same command to resume)" if resumable else "")) from error
     console.print((out / "report.md").read_text(encoding="utf-8"))
-    console.print(f"[green]label:[/] {report['label']}; files in {out}")
+    console.print(f"[green]label:[/] {report['label']}; protocol {report['protocol']['name']}; files in {out}")
     from llama3med.eval.answerers import Llama3MedAnswerer
 
     if isinstance(answerer, Llama3MedAnswerer):

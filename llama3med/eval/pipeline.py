@@ -22,8 +22,11 @@ from typing import Any
 
 from llama3med.eval.answerers import Answerer, Decoding
 from llama3med.eval.benchmarks import Benchmark
+from llama3med.eval.protocols import describe_protocol
 from llama3med.eval.report import (
+    CLOSED_RULE,
     PUBLISHED_LABEL,
+    PUBLISHED_PROTOCOL,
     PUBLISHED_SOURCE,
     PUBLISHED_ZERO_SHOT,
     contamination_check,
@@ -31,7 +34,7 @@ from llama3med.eval.report import (
     write_report,
 )
 from llama3med.eval.runner import check_run_settings, run_benchmark
-from llama3med.eval.scoring import score_benchmark
+from llama3med.eval.scoring import metric_ceilings, score_benchmark
 from llama3med.eval.templates import PromptTemplates
 
 
@@ -48,17 +51,22 @@ def evaluate(
     command: str = "",
     overwrite: bool = False,
     on_batch: Callable[[str, int], None] | None = None,
+    protocol: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `answerer` on the first `limit` questions (all when None) of each full-split `benchmark`
     and write the report files into `out_dir`. Rerunning with the same settings resumes; `overwrite`
-    starts over. `model_dir` is where training manifests are looked for. Returns the report dict."""
+    starts over. `model_dir` is where training manifests are looked for. `protocol` is the report's protocol
+    entry (`llama3med.eval.protocols.protocol_settings`); without one, the named protocol the decoding and
+    prompts match is recorded, else a `custom` one. Returns the report dict."""
     out_dir = Path(out_dir)
     if overwrite:
         shutil.rmtree(out_dir / "predictions", ignore_errors=True)
         (out_dir / "run.json").unlink(missing_ok=True)
     prompts = templates.describe()
+    protocol = protocol or describe_protocol(decoding, templates)
     settings = {
         "model": answerer.describe(),
+        "protocol": protocol["name"],
         "decoding": decoding.as_dict(),
         "prompts": {k: v["sha256"] for k, v in prompts.items() if isinstance(v, dict)},
         "data": {b.name: {"source": b.source, "layout": b.layout, "language": b.language, **({"columns": b.columns} if b.columns else {})}
@@ -68,13 +76,14 @@ def evaluate(
     if len(set(names)) != len(names):  # one predictions file per name: a shared name would mix two data sets
         raise ValueError(f"benchmark names must be unique, got {names}")
     check_run_settings(out_dir / "run.json", settings)
-    results, runs, evaluated = {}, {}, []
+    results, runs, evaluated, ceilings = {}, {}, [], {}
     for benchmark in benchmarks:
         subset = benchmark.limited(limit)
         path = out_dir / "predictions" / f"{benchmark.name}.jsonl"
         progress = (lambda n, name=benchmark.name: on_batch(name, n)) if on_batch else None
         predictions = run_benchmark(answerer, subset, templates, path, batch_size=batch_size, on_batch=progress)
         results[benchmark.name] = score_benchmark(subset, predictions, str(path))
+        ceilings[benchmark.name] = metric_ceilings(subset)
         runs[benchmark.name] = {
             "data": benchmark.source,
             "layout": benchmark.layout,
@@ -93,7 +102,12 @@ def evaluate(
         "benchmarks": results,
         "runs": runs,
         "contamination": contamination,
-        "published_baselines": {"label": PUBLISHED_LABEL, "source": PUBLISHED_SOURCE, "rows": PUBLISHED_ZERO_SHOT},
+        "protocol": protocol,
+        "ceilings": ceilings,
+        "metric_rules": {"closed": CLOSED_RULE},
+        "published_baselines": {
+            "label": PUBLISHED_LABEL, "source": PUBLISHED_SOURCE, "protocol": PUBLISHED_PROTOCOL, "rows": PUBLISHED_ZERO_SHOT,
+        },
         "prompts": prompts,
         "decoding": decoding.as_dict(),
         "batch_size": batch_size,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -22,10 +23,28 @@ PUBLISHED_ZERO_SHOT: list[dict[str, Any]] = [
     {"model": "LLaVA-Med BiomedCLIP", "vqa-rad": (37.84, 60.66), "slake": (39.73, 54.33), "pathvqa": (11.65, 49.07), "avg": 42.21},
     {"model": "LLaVA-Med 13B", "vqa-rad": (31.66, 61.40), "slake": (37.71, 49.76), "pathvqa": (11.34, 49.63), "avg": 40.25},
 ]
-PUBLISHED_LABEL = "published, not re-run"
+PUBLISHED_LABEL = "published, not re-run; other protocol"
 PUBLISHED_SOURCE = "LLaVA-Med v1 evaluation notebook, zero-shot (REFERENCE.md §3)"
+PUBLISHED_PROTOCOL = (
+    "LLaVA-Med's zero-shot protocol (sampling at temperature 0.7, up to 1,024 new tokens), scored before LLaVA-Med's"
+    " closed-rule fix #35, when wrong yes/no answers were left out of the closed denominator"
+)
+# The closed metric we compute, stated in every report.
+CLOSED_RULE = (
+    "Closed accuracy is LLaVA-Med's rule as `llava/eval/run_eval.py` computes it after fix #35 (commit b9a98a7,"
+    " 2023-12-11): a hit when the normalised prediction contains \"yes\" or \"no\" and the normalised answer is a"
+    " substring of it, with every closed question in the denominator."
+)
 
 ZERO_SHOT, NOT_ZERO_SHOT, UNVERIFIED = "zero-shot", "not zero-shot", "zero-shot (unverified: no training manifest)"
+FINE_TUNED_ON = "fine-tuned on "
+# A benchmark's name inside a training data source (its label or data file, e.g. `slake/train.jsonl`,
+# `VQA_RAD Dataset Public.json`, `pathvqa_train`): any split of it makes the results on it not zero-shot.
+SOURCE_PATTERNS = {
+    "vqa-rad": re.compile(r"(?<![a-z0-9])vqa[-_ ]?rad(?![a-z])"),
+    "slake": re.compile(r"(?<![a-z0-9])slake(?![a-z])"),
+    "pathvqa": re.compile(r"(?<![a-z0-9])(?:path[-_ ]?vqa|pvqa)(?![a-z])"),
+}
 MANIFEST_GLOB = "training_manifest*.jsonl"
 PACKAGES = ("llama3med", "torch", "transformers", "tokenizers", "numpy", "pillow", "nltk", "pyarrow", "openai", "matplotlib")
 
@@ -35,14 +54,16 @@ class ManifestError(ValueError):
     """A training manifest line is malformed."""
 
 
-def training_image_hashes(model_dir: Path) -> tuple[list[Path], set[str]]:
-    """Manifests `<model_dir>/training_manifest*.jsonl` and the set of their `image_sha256` values.
+def read_manifests(model_dir: Path) -> tuple[list[Path], set[str], set[str]]:
+    """Manifests `<model_dir>/training_manifest*.jsonl`, the set of their `image_sha256` values and the set of
+    their data sources (each line's `source` and `data_file`, when present).
 
     Each manifest line is a JSON object with at least `image_sha256`: the hex sha256 of the bytes of the
     image file used in training (null for text-only examples); see docs/EVALUATION.md.
     """
     manifests = sorted(Path(model_dir).glob(MANIFEST_GLOB))
     hashes: set[str] = set()
+    sources: set[str] = set()
     for path in manifests:
         for number, record in read_jsonl(path, ManifestError):
             if "image_sha256" not in record:
@@ -52,33 +73,74 @@ def training_image_hashes(model_dir: Path) -> tuple[list[Path], set[str]]:
                 if not isinstance(digest, str) or len(digest) != 64:
                     raise ManifestError(f"{path}:{number}: image_sha256 must be 64 hex characters, got {digest!r}")
                 hashes.add(digest.lower())
+            sources.update(str(record[key]) for key in ("source", "data_file") if record.get(key))
+    return manifests, hashes, sources
+
+
+def training_image_hashes(model_dir: Path) -> tuple[list[Path], set[str]]:
+    """Manifests `<model_dir>/training_manifest*.jsonl` and the set of their `image_sha256` values."""
+    manifests, hashes, _ = read_manifests(model_dir)
     return manifests, hashes
 
 
+def benchmarks_in_sources(sources: set[str]) -> dict[str, list[str]]:
+    """{official benchmark: the training sources naming it (sorted)} for the benchmarks any source names."""
+    found: dict[str, list[str]] = {}
+    for source in sorted(sources):
+        for name, pattern in SOURCE_PATTERNS.items():
+            if pattern.search(source.lower()):
+                found.setdefault(name, []).append(source)
+    return found
+
+
 def contamination_check(model_dir: str | Path | None, benchmarks: Sequence[Benchmark]) -> dict[str, Any]:
-    """How many test images appear in the model's training manifests, and the resulting label:
-    "zero-shot" (manifests found, no overlap), "not zero-shot" (any overlap) or unverified (no manifest)."""
-    manifests, hashes = training_image_hashes(Path(model_dir)) if model_dir and Path(model_dir).is_dir() else ([], set())
+    """Whether each benchmark's results are zero-shot, from the model's training manifests: a training source
+    naming the benchmark (any split: `slake/train.jsonl`) makes it "fine-tuned on SLAKE"; test images among the
+    training images make it "not zero-shot"; otherwise "zero-shot", or unverified without a manifest. The run's
+    `label` is the worst of its benchmarks'."""
+    folder = Path(model_dir) if model_dir and Path(model_dir).is_dir() else None
+    manifests, hashes, sources = read_manifests(folder) if folder else ([], set(), set())
+    trained_on = benchmarks_in_sources(sources)
     per_benchmark = {}
     for benchmark in benchmarks:
         by_hash: dict[str, list[str]] = {}
         for question in benchmark.questions:
             by_hash.setdefault(question.image_sha256(), []).append(question.id)
         seen = sorted(h for h in by_hash if h in hashes)
+        sources_naming_it = trained_on.get(benchmark.name, [])
+        if not manifests:
+            label = UNVERIFIED
+        elif sources_naming_it:
+            label = FINE_TUNED_ON + DISPLAY_NAMES.get(benchmark.name, benchmark.name)
+        else:
+            label = NOT_ZERO_SHOT if seen else ZERO_SHOT
         per_benchmark[benchmark.name] = {
+            "label": label,
+            "training_sources_naming_it": sources_naming_it,
             "test_images": len(by_hash),
             "images_in_training_data": len(seen),
             "questions_on_those_images": sum(len(by_hash[h]) for h in seen),
             "example_question_ids": [by_hash[h][0] for h in seen[:5]],
         }
-    overlap = sum(v["images_in_training_data"] for v in per_benchmark.values())
-    label = UNVERIFIED if not manifests else (NOT_ZERO_SHOT if overlap else ZERO_SHOT)
     return {
-        "label": label,
+        "label": run_label(bool(manifests), per_benchmark),
         "manifests": [str(p) for p in manifests],
         "training_images": len(hashes),
+        "training_sources": sorted(sources),
+        "benchmarks_in_training_sources": sorted(trained_on),
         "benchmarks": per_benchmark,
     }
+
+
+def run_label(has_manifest: bool, per_benchmark: dict[str, dict[str, Any]]) -> str:
+    """One label for the run: "fine-tuned on X, Y" when sources name evaluated benchmarks, else "not zero-shot"
+    on any image overlap, else "zero-shot" (unverified without a manifest)."""
+    if not has_manifest:
+        return UNVERIFIED
+    fine_tuned = [v["label"].removeprefix(FINE_TUNED_ON) for v in per_benchmark.values() if v["label"].startswith(FINE_TUNED_ON)]
+    if fine_tuned:
+        return FINE_TUNED_ON + ", ".join(fine_tuned)
+    return NOT_ZERO_SHOT if any(v["images_in_training_data"] for v in per_benchmark.values()) else ZERO_SHOT
 
 
 def package_versions() -> dict[str, str]:
@@ -137,31 +199,34 @@ def markdown_report(report: dict[str, Any]) -> str:
     evaluated in full), the other test sets and partial runs, strict metrics, test sets."""
     results, label, runs = report["benchmarks"], report["label"], report["runs"]
     title = model_title(report["model"])
+    protocol = report.get("protocol")
     lines = [
         f"# Evaluation of {title}",
         "",
         f"Label: **{label}**. {contamination_sentence(report['contamination'])}",
         "",
+        *([protocol_sentence(protocol), ""] if protocol else []),
     ]
     comparable = comparable_with_published(report)
     if comparable:
         header = "| Model | Setting | " + " | ".join(f"{DISPLAY_NAMES[n]} Open | {DISPLAY_NAMES[n]} Closed" for n in BENCHMARKS) + " | Avg |"
         rule = "| --- | --- | " + " | ".join("---: | ---:" for _ in BENCHMARKS) + " | ---: |"
         cells = our_row_cells({name: results[name] for name in comparable})
+        setting = f"{label}; protocol {protocol['name']}" if protocol else label
         lines += [
             "## LLaVA-Med metrics (Open = recall on open questions, Closed = accuracy on closed questions, %)",
             "",
             header,
             rule,
-            f"| **{title}** | {label} | " + " | ".join(cell(v) for v in cells) + " |",
+            f"| **{title}** | {setting} | " + " | ".join(cell(v) for v in cells) + " |",
             *(
                 f"| {row['model']} | {PUBLISHED_LABEL} | " + " | ".join(f"{row[n][0]:.2f} | {row[n][1]:.2f}" for n in BENCHMARKS)
                 + f" | {row['avg']:.2f} |"
                 for row in PUBLISHED_ZERO_SHOT
             ),
             "",
-            f"Published rows: {PUBLISHED_SOURCE}; {PUBLISHED_LABEL}. Avg is the mean of the six cells, given only when all"
-            " three benchmarks were evaluated on their whole test split.",
+            f"Published rows: {PUBLISHED_SOURCE}; not re-run, and measured under another protocol: {PUBLISHED_PROTOCOL}."
+            " Avg is the mean of the six cells, given only when all three benchmarks were evaluated on their whole test split.",
             "",
         ]
     others = [name for name in results if name not in comparable]
@@ -178,6 +243,24 @@ def markdown_report(report: dict[str, Any]) -> str:
             ),
             "",
         ]
+    ceilings = report.get("ceilings")
+    if ceilings:
+        lines += [
+            "## Metric ceilings (the gold answers scored as predictions, %)",
+            "",
+            "| Test set | Open recall | Closed accuracy (LLaVA-Med) | Closed accuracy (strict) | Open exact match | Open token F1 | Open BLEU-1 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *(
+                f"| {DISPLAY_NAMES.get(n, n)} | {cell(c['llava_med_open_recall'])} | {cell(c['llava_med_closed_accuracy'])} | "
+                f"{cell(c['strict_closed_accuracy'])} | {cell(c['open_exact_match'])} | {cell(c['open_f1'])} | {cell(c['bleu1'])} |"
+                for n, c in ceilings.items()
+            ),
+            "",
+            "No model can score above these. LLaVA-Med's closed rule needs \"yes\" or \"no\" in the prediction, so closed"
+            " option questions (\"left or right?\" -> \"left\") never score and its closed ceiling stays below 100 %.",
+            "",
+        ]
+    lines += [CLOSED_RULE, ""]
     lines += [
         "## Strict metrics (%)",
         "",
@@ -211,14 +294,34 @@ def markdown_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def protocol_sentence(protocol: dict[str, Any]) -> str:
+    """The protocol line of report.md: name, what it is, its source and anything changed from it."""
+    changed = protocol.get("changed") or {}
+    suffix = "; changed here: " + ", ".join(f"{k}={v}" for k, v in changed.items()) if changed else ""
+    return f"Protocol: **{protocol['name']}** ({protocol['description']}; {protocol['reference']}){suffix}."
+
+
 def contamination_sentence(check: dict[str, Any]) -> str:
     if not check["manifests"]:
         return "The model folder records no training manifest, so test/training image overlap could not be checked."
-    overlap = {n: v["images_in_training_data"] for n, v in check["benchmarks"].items()}
-    found = ", ".join(f"{DISPLAY_NAMES.get(n, n)} {k} of {check['benchmarks'][n]['test_images']}" for n, k in overlap.items() if k)
+    parts = []
+    benchmarks = check["benchmarks"]
+    trained = [n for n, v in benchmarks.items() if v.get("training_sources_naming_it")]
+    if trained:
+        parts.append("The training data includes " + "; ".join(
+            f"{DISPLAY_NAMES.get(n, n)} ({', '.join(benchmarks[n]['training_sources_naming_it'])})" for n in trained
+        ) + " — results on it are fine-tuned, not zero-shot.")
+    overlap = {n: v["images_in_training_data"] for n, v in benchmarks.items()}
+    found = ", ".join(f"{DISPLAY_NAMES.get(n, n)} {k} of {benchmarks[n]['test_images']}" for n, k in overlap.items() if k)
     if found:
-        return f"Test images found in the training manifests: {found} — these results are not zero-shot."
-    return f"No test image appears in the training manifests ({check['training_images']} training images checked)."
+        parts.append(f"Test images found in the training manifests: {found} — these results are not zero-shot.")
+    elsewhere = [n for n in check.get("benchmarks_in_training_sources", []) if n not in benchmarks]
+    if elsewhere:
+        parts.append("Also in the training data, not evaluated here: " + ", ".join(DISPLAY_NAMES.get(n, n) for n in elsewhere) + ".")
+    if not trained and not found:
+        parts.insert(0, f"No test image appears in the training manifests ({check['training_images']} training images checked)"
+                        " and no training source names an evaluated benchmark.")
+    return " ".join(parts)
 
 
 # PNG chart -------------------------------------------------------------------------------------------

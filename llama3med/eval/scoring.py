@@ -148,3 +148,18 @@ def score_file(benchmark: Benchmark, predictions_path: str | Path) -> dict[str, 
         "source": {"data": benchmark.source, "layout": benchmark.layout, "predictions": str(predictions_path),
                    "predictions_format": PREDICTION_FORMATS[predictions_format(predictions_path)]},
     }
+
+
+def metric_ceilings(benchmark: Benchmark) -> dict[str, float | None]:
+    """Each metric's score when the gold answers themselves are the predictions: the most any model can reach
+    on this test set. LLaVA-Med's closed rule needs "yes" or "no" in the prediction, so a closed option
+    question ("left or right?" -> "left") can never score and the closed ceiling stays below 100 %."""
+    scores = score_benchmark(benchmark, {q.id: q.answer for q in benchmark.questions}, "gold answers")
+    return {
+        "llava_med_open_recall": scores["llava_med"]["open_recall"],
+        "llava_med_closed_accuracy": scores["llava_med"]["closed_accuracy"],
+        "strict_closed_accuracy": scores["strict"]["closed_accuracy"],
+        "open_exact_match": scores["strict"]["open_exact_match"],
+        "open_f1": scores["strict"]["open_f1"],
+        "bleu1": scores["bleu1"],
+    }

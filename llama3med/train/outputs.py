@@ -1,7 +1,7 @@
 """What a training run leaves in its output folder, and `merge` for LoRA outputs.
 
 Every output model folder holds, beside the Hugging Face model (or LoRA adapter) and processor:
-- `training_manifest.jsonl`: one line per training image `{"source", "image", "image_sha256"}`, including
+- `training_manifest.jsonl`: one line per training image `{"source", "image", "image_sha256", "data_file"}`, including
   the images the starting model was trained on (read from its own manifest), for contamination checks;
 - `data_report.json`: skipped records by reason with ids, truncated and dropped samples;
 - `recipe.yaml`: the resolved recipe the run used;
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,19 @@ RECIPE_FILE = "recipe.yaml"
 RUN_INFO_FILE = "run_info.json"
 
 
-def manifest_entries(samples: Sequence[TrainingSample]) -> list[dict[str, str]]:
-    """One entry per distinct (source, image) among the samples, in first-seen order."""
+def manifest_entries(samples: Sequence[TrainingSample], data_files: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """One entry per distinct (source, image) among the samples, in first-seen order; with `data_files`
+    ({source label: data file path}) each entry also names its data file, which evaluation reads to tell
+    which benchmarks (any split) the model was trained on."""
     entries: dict[tuple[str, str, str], None] = {}
     for sample in samples:
         conversation = sample.conversation
         if sample.image_sha256 is not None:
             entries[(conversation.source, conversation.image_relpath or "", sample.image_sha256)] = None
-    return [{"source": s, "image": i, "image_sha256": h} for s, i, h in entries]
+    files = data_files or {}
+    return [
+        {"source": s, "image": i, "image_sha256": h, **({"data_file": files[s]} if s in files else {})} for s, i, h in entries
+    ]
 
 
 def read_manifest(folder: str | Path | None) -> list[dict[str, str]]:

@@ -188,7 +188,7 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
         seeds = {"training": args.seed, "data_order": args.data_seed if args.data_seed is not None else args.seed,
                  "initialisation": spec["seed"]}
         info = run_info(seeds, args.world_size, str(args.device))
-        write_run_files(output_dir, recipe.to_dict(), report.to_dict(), [*inherited, manifest_entries(samples)], info)
+        write_run_files(output_dir, recipe.to_dict(), report.to_dict(), [*inherited, manifest_entries(samples, {s.label: str(s.path) for s in recipe.sources})], info)
         print_summary(report, output_dir)
     trainer.accelerator.wait_for_everyone()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

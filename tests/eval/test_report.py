@@ -61,7 +61,8 @@ def test_labels_without_overlap_and_without_manifest(small_benchmark_dir: Path, 
     write_manifest(tmp_path / "dirty", [red.upper()])
     check = contamination_check(tmp_path / "dirty", [benchmark])
     assert check["label"] == NOT_ZERO_SHOT
-    assert check["benchmarks"]["vqa-rad"] == {"test_images": 2, "images_in_training_data": 1, "questions_on_those_images": 2, "example_question_ids": ["q1"]}
+    assert check["benchmarks"]["vqa-rad"] == {"label": NOT_ZERO_SHOT, "training_sources_naming_it": [], "test_images": 2,
+                                              "images_in_training_data": 1, "questions_on_those_images": 2, "example_question_ids": ["q1"]}
 
 
 def test_malformed_manifest_is_an_error(tmp_path: Path) -> None:
@@ -100,8 +101,8 @@ def test_markdown_table_has_ours_beside_published_baselines(benchmarks_dir: Path
     text = markdown_report(fake_run_report(results))
     ours = next(line for line in text.splitlines() if line.startswith("| **my-model (ours)** | zero-shot |"))
     assert ours.endswith(f"| {sum(six) / 6:.2f} |")
-    assert "| LLaVA-7B (general) | published, not re-run | 20.74 | 59.19 | 26.82 | 50.24 | 8.74 | 45.65 | 35.23 |" in text
-    assert "| LLaVA-Med 13B | published, not re-run | 31.66 | 61.40 | 37.71 | 49.76 | 11.34 | 49.63 | 40.25 |" in text
+    assert "| LLaVA-7B (general) | published, not re-run; other protocol | 20.74 | 59.19 | 26.82 | 50.24 | 8.74 | 45.65 | 35.23 |" in text
+    assert "| LLaVA-Med 13B | published, not re-run; other protocol | 31.66 | 61.40 | 37.71 | 49.76 | 11.34 | 49.63 | 40.25 |" in text
     assert "Reproduce: `llama3med eval --model /models/my-model`" in text
 
     breakdown_chart(fake_run_report(results), tmp_path / "chart.png")
