@@ -121,3 +121,14 @@ def test_a_vision_folders_preprocessor_config_wins(tmp_path: Path) -> None:
     reference = CLIPImageProcessorPil.from_pretrained(tmp_path)
     reference.size, reference.do_center_crop = {"height": images.image_size, "width": images.image_size}, False
     np.testing.assert_allclose(images([image])["pixel_values"][0].numpy(), theirs(reference, image), atol=1e-5)
+
+
+def test_info_prints_the_normalisation_and_its_source(tiny_model_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from llama3med.cli.main import app
+
+    result = CliRunner().invoke(app, ["info", str(tiny_model_dir)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "mean (0.481455, 0.457827, 0.408211)" in result.output and "bicubic" in result.output
+    assert "CLIP (OpenAI) published values" in result.output and "encoder passes" in result.output
