@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from llama3med.model.chat_encoding import encode_chat
 from llama3med.model.image_feature_cache import DEFAULT_MAX_BYTES, ImageFeatureCache, pixel_key
 from llama3med.model.loading import load_folder
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
@@ -145,26 +146,35 @@ class Llama3Med:
         """The prompt text of one request (chat template applied, `<image>` tag placed)."""
         return self.processor.render_chat(with_image_tag(request.messages) if request.image is not None else request.messages)
 
+    def prompt_ids(self, request: ChatRequest) -> list[int]:
+        """Token ids of one request's prompt, image tokens expanded. Special-token strings typed inside the
+        messages are plain text, never control tokens, exactly as training encodes its data
+        (`llama3med.model.chat_encoding`)."""
+        messages = with_image_tag(request.messages) if request.image is not None else list(request.messages)
+        encoding = encode_chat(self.processor, messages, add_generation_prompt=True)
+        return self.processor.expand_image_tokens(encoding.input_ids)
+
     def prompt_length(self, request: ChatRequest) -> int:
         """Prompt tokens of one request, image tokens included (what `generate` reports as `prompt_tokens`)."""
-        return len(self.processor.tokenize(self.render(request)))
+        return len(self.prompt_ids(request))
 
     def prepare(self, requests: Sequence[ChatRequest]) -> dict[str, torch.Tensor]:
         """Render, tokenise (left padding) and preprocess a batch of requests: the model's inputs with
         `pixel_values` (what `generate` feeds the model instead is `encode_images`' reusable features)."""
-        prompts = [self.render(r) for r in requests]
+        input_ids, attention_mask = self.tokenize(requests)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         images = [r.image for r in requests if r.image is not None]
-        inputs = self.processor(prompts, images=images or None, padding_side="left")
-        return {k: v.to(self.device) for k, v in inputs.items()}
+        if images:
+            inputs["pixel_values"] = self.processor.image_processor(images)["pixel_values"].to(self.device)
+        return inputs
 
     def tokenize(self, requests: Sequence[ChatRequest]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rendered, tokenised prompts, left padded: (input_ids [B, L], attention_mask [B, L]), on the device."""
-        prompts = [self.render(r) for r in requests]
-        n_tags = sum(p.count(self.processor.image_token) for p in prompts)
+        n_tags = sum(self.render(r).count(self.processor.image_token) for r in requests)
         n_images = sum(r.image is not None for r in requests)
         if n_tags != n_images:
             raise ValueError(f"prompts contain {n_tags} {self.processor.image_token} tag(s) but {n_images} image(s) were given")
-        input_ids, attention_mask = self.processor.pad([self.processor.tokenize(p) for p in prompts], "left")
+        input_ids, attention_mask = self.processor.pad([self.prompt_ids(r) for r in requests], "left")
         return input_ids.to(self.device), attention_mask.to(self.device)
 
     def encode_images(self, requests: Sequence[ChatRequest]) -> torch.Tensor | None:

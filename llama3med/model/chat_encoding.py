@@ -13,6 +13,7 @@ before; only the others are tokenised piece by piece (template text, content, te
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -64,21 +65,52 @@ def plain_text_tokenizer(tokenizer: Any) -> Any:
     return backend
 
 
-def content_spans(processor: Llama3MedProcessor, messages: list[dict[str, Any]], text: str, add_generation_prompt: bool) -> list[tuple[int, int]]:
-    """Character spans of the string contents of `messages` inside `text` (the rendered chat).
+def message_texts(messages: list[dict[str, Any]]) -> list[str]:
+    """Every text written by the conversation's authors: string contents and the text parts of list contents."""
+    texts = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [part["text"] for part in content if isinstance(part, dict) and part.get("type") == "text"]
+    return texts
 
-    The chat is rendered again with a sentinel in place of each content; the template text between sentinels
-    must then surround the contents in `text` exactly (a template may strip a content's outer whitespace)."""
-    marked = [
-        {**m, "content": f"\ue000{i}\ue001"} if isinstance(m.get("content"), str) else m for i, m in enumerate(messages)
-    ]
-    pieces = SENTINEL.split(processor.render_chat(marked, add_generation_prompt=add_generation_prompt))
+
+def with_sentinels(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` with each text of `message_texts` (in the same order) replaced by a numbered sentinel."""
+    counter = itertools.count()
+
+    def mark(_: str) -> str:
+        return f"\ue000{next(counter)}\ue001"
+
+    marked = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            content = mark(content)
+        elif isinstance(content, list):
+            content = [
+                {**part, "text": mark(part["text"])} if isinstance(part, dict) and part.get("type") == "text" else part
+                for part in content
+            ]
+        marked.append({**message, "content": content})
+    return marked
+
+
+def content_spans(processor: Llama3MedProcessor, messages: list[dict[str, Any]], text: str, add_generation_prompt: bool) -> list[tuple[int, int]]:
+    """Character spans of the authors' texts (`message_texts`) inside `text` (the rendered chat).
+
+    The chat is rendered again with a sentinel in place of each text; the template text between sentinels must
+    then surround the texts in `text` exactly (a template may strip a text's outer whitespace)."""
+    texts = message_texts(messages)
+    pieces = SENTINEL.split(processor.render_chat(with_sentinels(messages), add_generation_prompt=add_generation_prompt))
     templates, indices = pieces[0::2], [int(i) for i in pieces[1::2]]
     if not text.startswith(templates[0]):
         raise ChatEncodingError("the chat template renders differently when message contents change")
     position, spans = len(templates[0]), []
     for index, following in zip(indices, templates[1:], strict=True):
-        content = messages[index]["content"]
+        content = texts[index]
         for candidate in dict.fromkeys((content, content.strip())):
             end = position + len(candidate)
             if text.startswith(candidate, position) and text.startswith(following, end):
@@ -86,7 +118,7 @@ def content_spans(processor: Llama3MedProcessor, messages: list[dict[str, Any]],
                 position = end + len(following)
                 break
         else:
-            raise ChatEncodingError(f"message {index + 1}'s content is altered by the chat template; cannot locate it")
+            raise ChatEncodingError(f"message text {index + 1} is altered by the chat template; cannot locate it")
     if position != len(text):
         raise ChatEncodingError("the chat template's text does not line up with the rendered conversation")
     return spans
@@ -100,8 +132,7 @@ def encode_chat(
     tokenizer = processor.tokenizer
     text = processor.render_chat(messages, add_generation_prompt=add_generation_prompt)
     pattern = control_token_pattern(tokenizer, processor.image_token)
-    contents = [m["content"] for m in messages if isinstance(m.get("content"), str)]
-    if pattern is None or not any(pattern.search(c) for c in contents):
+    if pattern is None or not any(pattern.search(t) for t in message_texts(messages)):
         encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return ChatEncoding(text, list(encoding["input_ids"]), [tuple(o) for o in encoding["offset_mapping"]])
     ids: list[int] = []
