@@ -37,8 +37,11 @@ def build(
         " (config.json with architecture + model_args, e.g. H-optimus-0). Its preprocessor_config.json, or a timm"
         " folder's pretrained_cfg, sets the image normalisation.",
     ),
+    seed: int = typer.Option(0, help="Seed of the weights that start random: the connector (all of tiny's weights)."),
 ) -> None:
     """Build a model from a preset and save it as a Hugging Face folder; 8B weights load strictly from local folders."""
+    import torch
+
     from llama3med.model.presets import PRESETS_8B, build_preset
     from llama3med.model.timm_vision import TimmUnavailableError
     from llama3med.model.weights import WeightLoadingError
@@ -54,7 +57,10 @@ def build(
             if not folder.is_dir():
                 raise typer.BadParameter(f"{folder} is not a folder (weights are read from local folders only)", param_hint=option)
         overrides.update(vision=vision, llm_path=llm_path, vision_path=vision_path, device="cpu")
+    if preset == "tiny":
+        overrides["seed"] = seed  # tiny seeds its own random weights
     try:
+        torch.manual_seed(seed)  # the same seed builds the same random connector (stage 1 starts from it)
         model, processor = build_preset(preset, **overrides)
     except (WeightLoadingError, TimmUnavailableError, OSError, ValueError) as error:
         raise fail(str(error)) from error

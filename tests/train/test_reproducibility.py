@@ -10,8 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from train_helpers import data_override, tiny_recipe
+from typer.testing import CliRunner
 
 from llama3med.api import ChatRequest, Llama3Med
+from llama3med.cli.main import app
 from llama3med.train.model_setup import load_base
 from llama3med.train.outputs import RUN_INFO_FILE
 from llama3med.train.run import TrainResult, train
@@ -83,3 +85,13 @@ def test_the_small_presets_connector_initialisation_follows_the_seed() -> None:
     first, again, other = connector(3, caller_seed=1), connector(3, caller_seed=2), connector(4, caller_seed=1)
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["0.weight"], other["0.weight"])
+
+
+def test_build_command_seeds_the_weights_that_start_random(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        result = runner.invoke(app, ["build", "tiny", "--out", str(tmp_path / name), "--seed", str(seed)])
+        assert result.exit_code == 0, result.output
+    a, b, c = (load_file(tmp_path / name / "model.safetensors") for name in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["connector.0.weight"], c["connector.0.weight"])
