@@ -43,8 +43,10 @@ NOT_RUN: dict[str, str] = {
     "make demo": "a Makefile target: runs in the checkout by definition; it is `make setup` (what built this environment) "
     "and `llama3med demo`, which tests/experiments/test_demo.py runs end to end",
     "make test": "runs this test suite itself",
-    "llama3med build llama3-med-8b --llm-path /models/Meta-Llama-3.1-8B-Instruct --vision-path /models/clip-vit-large-patch14-336 "
-    "--out models/llama3-med-8b": GPU_8B,
+    "llama3med build llama3-med-8b-authors --llm-path /models/Meta-Llama-3.1-8B-Instruct --vision-path "
+    "/models/clip-vit-large-patch14 --out models/llama3-med-8b-authors": GPU_8B,
+    "llama3med build llama3-med-8b-authors --llm-path /models/Llama-3.1-8B-Instruct --vision-path "
+    "/models/clip-vit-large-patch14 --out models/llama3-med-8b-authors": GPU_8B,
     "llama3med instruct generate --input captions.jsonl --out /data/llama3med_instruct --generators-file generators.yaml": NETWORK,
     "torchrun --nproc_per_node 8 -m llama3med train llama3-med-8b-align": GPU_8B + " (8 GPUs)",
     "torchrun --nproc_per_node 8 -m llama3med train llama3-med-8b-instruct": GPU_8B + " (8 GPUs)",
@@ -124,6 +126,7 @@ RUN_BY: dict[str, str] = {
     "llama3med experiment scales": "scales_experiment",
     ".venv/bin/python bench/feature_cache.py --samples 32 --batch 8": "benchmarks",
     ".venv/bin/python bench/train_step_breakdown.py --batch 8 --repeats 5": "benchmarks",
+    ".venv/bin/python bench/startup.py --before 3730d94 --repeat 3": "benchmarks",
 }
 
 COMMANDS: dict[str, DocCommand] = {}
@@ -190,17 +193,20 @@ class Shell:
             process = subprocess.Popen(["bash", "-c", "exec " + self.text(key)], cwd=self.cwd, env=self.env, stdout=handle,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"{key} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(ready_url, timeout=5) as response:
-                    if response.status == 200:
-                        return process
-            except OSError:
-                time.sleep(1)
-        stop(process)
-        raise AssertionError(f"{key}: {ready_url} did not answer within {timeout} s")
+        try:
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise AssertionError(f"{key} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+                try:
+                    with urllib.request.urlopen(ready_url, timeout=5) as response:
+                        if response.status == 200:
+                            return process
+                except OSError:
+                    time.sleep(1)
+            raise AssertionError(f"{key}: {ready_url} did not answer within {timeout} s")
+        except BaseException:  # a failure or the test's timeout: never leave the server running
+            stop(process)
+            raise
 
     def check_all_ran(self) -> None:
         expected = {key for key, scenario in RUN_BY.items() if scenario == self.scenario}
@@ -345,6 +351,7 @@ def test_serving_curl_example_sends_a_real_image(shell: Shell, tiny_model_dir: P
 
 # Slow scenarios ----------------------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_scenario_tiny_training(shell: Shell) -> None:
     shell.run("llama3med train tiny-align", "llama3med train tiny-instruct")
     for run in ("tiny-align", "tiny-instruct"):
@@ -366,6 +373,7 @@ def test_scenario_tiny_training(shell: Shell) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_scenario_deepspeed_on_cpu(shell: Shell) -> None:
     pytest.importorskip("deepspeed", reason="the documented command needs llama3med[gpu] (DeepSpeed)")
     shell.run("llama3med train tiny-align")
@@ -408,16 +416,18 @@ def test_scenario_small_model(shell: Shell, benchmarks_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_scenario_serve(shell: Shell, benchmarks_dir: Path) -> None:
     write_chest_png(shell.cwd, benchmarks_dir)
     small_model_folders(shell)
     curl_example(shell, "small")
-    server = shell.start("llama3med serve --model outputs/demo/model", "http://127.0.0.1:8000/v1/models")
+    server = shell.start("llama3med serve --model outputs/demo/model", "http://127.0.0.1:8000/health")
     stop(server)
     shell.check_all_ran()
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_scenario_web(shell: Shell) -> None:
     small_model_folders(shell)
     stop(shell.start('llama3med web --model runs/small --examples "$LLAMA3MED_DATA_ROOT/vqa-rad/images" --port 7860',
@@ -460,4 +470,6 @@ def test_scenario_benchmarks(shell: Shell) -> None:
     assert "| warm (features from disk) |" in result.stdout
     result = shell.run(".venv/bin/python bench/train_step_breakdown.py --batch 8 --repeats 5", timeout=1800)
     assert result.stdout.strip()
+    result = shell.run(".venv/bin/python bench/startup.py --before 3730d94 --repeat 3", timeout=1800)
+    assert "llama3med --help" in result.stdout
     shell.check_all_ran()
