@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from llama3med.cli.common import fail
-from llama3med.data.probe import DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN, MAX_SIZE, MIN_SIZE
+from llama3med.data.probe import DEFAULT_TEST, DEFAULT_TRAIN, FORMAT_VERSION, MAX_SIZE, MIN_SIZE
 
 probe_app = typer.Typer(
     name="probe",
@@ -25,8 +25,12 @@ def generate_command(
     seed: int = typer.Option(0, min=0, help="Seed: the same seed gives byte-identical files."),
     train: int = typer.Option(DEFAULT_TRAIN, "--train", min=0, help="Number of training images."),
     test: int = typer.Option(DEFAULT_TEST, "--test", min=0, help="Number of test images."),
-    size: int = typer.Option(
-        DEFAULT_SIZE, min=MIN_SIZE, max=MAX_SIZE, help="Image side in pixels (targets are 4-15 px at 1024)."
+    size: int | None = typer.Option(
+        None, min=MIN_SIZE, max=MAX_SIZE,
+        help="Image side in pixels (default: the format's, 896 for format 2 = the small preset's largest scale).",
+    ),
+    probe_format: int = typer.Option(
+        FORMAT_VERSION, "--format", help="2: calibrated (stippled targets, 896 px); 1: the first probe (1024 px)."
     ),
     force: bool = typer.Option(
         False, "--force", help="Regenerate even when a complete probe with these parameters is there."
@@ -43,14 +47,14 @@ def generate_command(
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("drawing probe images", total=train + test)
             summary = generate_probe(
-                out, seed=seed, n_train=train, n_test=test, size=size, force=force,
+                out, seed=seed, n_train=train, n_test=test, size=size, version=probe_format, force=force,
                 progress=lambda done, total: bar.update(task, completed=done),
             )  # fmt: skip
     except ProbeError as error:
         raise fail(str(error), 2) from error
     verb = "wrote" if summary.generated else "kept the complete probe already in"
     console.print(
-        f"{verb} [bold]{summary.out_dir}[/]: {summary.n_train} train + {summary.n_test} test images of {size} px, "
+        f"{verb} [bold]{summary.out_dir}[/]: {summary.n_train} train + {summary.n_test} test images of {summary.size} px, "
         f"{summary.questions['train']} train + {summary.questions['test']} test questions ({summary.seconds:.1f} s)"
     )
 

@@ -37,7 +37,11 @@ from PIL import Image
 from llama3med.data.probe_images import (
     MICROSCOPY,
     RADIOGRAPH,
+    REFERENCE_SIZE,
     SIZE_CLASSES,
+    SOLID,
+    STIPPLE_DIAMETER,
+    STIPPLED,
     STYLES,
     Layout,
     Target,
@@ -47,10 +51,15 @@ from llama3med.data.probe_images import (
     render,
 )
 
-FORMAT_VERSION = 1  # bump when the images or texts change, so that stale probes are regenerated
+FORMAT_VERSION = 2  # bump when the images or texts change, so that stale probes are regenerated
+# Format -> target look and default image side. Format 2 (calibrated, stippled targets) is drawn at the `small`
+# preset's largest scale, 896 px, so that no resize stands between the pixels and the encoder; format 1
+# (solid targets at 1024 px) stays selectable to reproduce earlier runs.
+FORMATS = {1: (SOLID, 1024), 2: (STIPPLED, 896)}
 SPLITS = ("train", "test")
 SPLIT_CODES = {"train": 0, "test": 1}
-DEFAULT_TRAIN, DEFAULT_TEST, DEFAULT_SIZE = 200, 100, 1024
+DEFAULT_TRAIN, DEFAULT_TEST = 200, 100
+DEFAULT_SIZE = FORMATS[FORMAT_VERSION][1]
 MIN_SIZE, MAX_SIZE = 256, 4096
 COUNT_CHOICES, COUNT_WEIGHTS = (1, 2, 3), (0.5, 0.3, 0.2)  # targets per positive image
 CLOSED, OPEN = "CLOSED", "OPEN"
@@ -103,6 +112,7 @@ class ProbeSummary:
     n_train: int
     n_test: int
     questions: dict[str, int] = field(default_factory=dict)  # split -> number of QA records
+    version: int = FORMAT_VERSION
     generated: bool = True
     seconds: float = 0.0
 
@@ -138,14 +148,18 @@ def image_id(split: str, index: int, total: int) -> str:
     return f"{split}-{index:0{max(5, len(str(max(total - 1, 0))))}d}"
 
 
-def plan_probe_image(seed: int, split: str, index: int, size: int, total: int) -> ProbeImage:
-    """Image `index` of `split`: radiograph for even, microscopy for odd indices; targets when index // 2 is even."""
+def plan_probe_image(
+    seed: int, split: str, index: int, size: int, total: int, version: int = FORMAT_VERSION
+) -> ProbeImage:
+    """Image `index` of `split`: radiograph for even, microscopy for odd indices; targets when index // 2 is
+    even; targets drawn in the look of probe format `version`."""
     rng, _ = image_streams(seed, split, index)
     style = STYLES[index % 2]
     n_targets = int(rng.choice(COUNT_CHOICES, p=COUNT_WEIGHTS)) if (index // 2) % 2 == 0 else 0
     size_class = SIZE_CLASSES[int(rng.integers(len(SIZE_CLASSES)))]
     plan = plan_radiograph if style == RADIOGRAPH else plan_microscopy
-    return ProbeImage(image_id(split, index, total), split, index, plan(rng, size, n_targets, size_class))
+    look = FORMATS[version][0]
+    return ProbeImage(image_id(split, index, total), split, index, plan(rng, size, n_targets, size_class, look))
 
 
 def render_probe_image(seed: int, image: ProbeImage, *, with_targets: bool = True) -> np.ndarray:
@@ -277,11 +291,13 @@ def jsonl_bytes(records: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
 
-def probe_parameters(seed: int, n_train: int, n_test: int, size: int) -> dict[str, int]:
-    return {"format": FORMAT_VERSION, "seed": seed, "n_train": n_train, "n_test": n_test, "size": size}
+def probe_parameters(seed: int, n_train: int, n_test: int, size: int, version: int = FORMAT_VERSION) -> dict[str, int]:
+    return {"format": version, "seed": seed, "n_train": n_train, "n_test": n_test, "size": size}
 
 
-def check_parameters(seed: int, n_train: int, n_test: int, size: int) -> None:
+def check_parameters(seed: int, n_train: int, n_test: int, size: int, version: int = FORMAT_VERSION) -> None:
+    if version not in FORMATS:
+        raise ProbeError(f"probe format must be one of {sorted(FORMATS)}, got {version}")
     if seed < 0:
         raise ProbeError(f"seed must be >= 0, got {seed}")
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
@@ -354,20 +370,24 @@ def generate_probe(
     seed: int = 0,
     n_train: int = DEFAULT_TRAIN,
     n_test: int = DEFAULT_TEST,
-    size: int = DEFAULT_SIZE,
+    size: int | None = None,
+    version: int | None = None,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ProbeSummary:
     """Write the probe to `out_dir` (see the module docstring), or keep the one there when it is complete
     and was made with the same parameters (unless `force`); an interrupted run with the same parameters
-    resumes. `progress(done, total)` is called per image.
+    resumes. `version` is the probe format (default: the calibrated `FORMAT_VERSION`); `size` defaults to
+    that format's side (896 px for format 2). `progress(done, total)` is called per image.
 
     Raises `ProbeError` for bad parameters, or when `out_dir` is a non-empty folder without probe.json.
     """
-    check_parameters(seed, n_train, n_test, size)
+    version = FORMAT_VERSION if version is None else version
+    size = FORMATS.get(version, (None, DEFAULT_SIZE))[1] if size is None else size
+    check_parameters(seed, n_train, n_test, size, version)
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    parameters = probe_parameters(seed, n_train, n_test, size)
+    parameters = probe_parameters(seed, n_train, n_test, size, version)
     recorded = read_probe_json(out_dir)
     if not force and is_complete(out_dir, parameters, recorded):
         questions = dict(recorded["questions"])
@@ -380,6 +400,7 @@ def generate_probe(
             questions,
             generated=False,
             seconds=time.perf_counter() - start,
+            version=version,
         )
     # An interrupted run with the same parameters resumes: its images are kept (each was written whole, by
     # rename) and only the missing ones are drawn; the texts are cheap and always rewritten.
@@ -387,7 +408,7 @@ def generate_probe(
 
     counts = {"train": n_train, "test": n_test}
     images = [
-        plan_probe_image(seed, split, i, size, counts[split])
+        plan_probe_image(seed, split, i, size, counts[split], version)
         for split in SPLITS
         for i in range(counts[split])
     ]
@@ -418,8 +439,33 @@ def generate_probe(
     (out_dir / "README.md").write_bytes(probe_readme(parameters, questions).encode("utf-8"))
     write_probe_json(out_dir, parameters, True, questions)
     return ProbeSummary(
-        out_dir, seed, size, n_train, n_test, questions, generated=True, seconds=time.perf_counter() - start
+        out_dir, seed, size, n_train, n_test, questions, generated=True, seconds=time.perf_counter() - start,
+        version=version,
     )
+
+
+TARGET_TEXT = {
+    1: "At 1024 px the targets are visible; down-sampled to 224 px they look like the normal structures around them.",
+    2: "Each target is a disc of pixel-scale granular texture (a checkerboard of brighter and darker pixels) whose "
+       "local mean is the background's: at the full size it is the strongest texture in the image, and any 2x or "
+       "4x down-sampling (448 or 224 px) cancels it, so a low-resolution view holds no trace of it.",
+}
+TARGET_LIST = {
+    1: """- **Nodules** (radiographs): sharp-edged bright discs, small 4-6 px or large 7-10 px across (at 1024 px),
+  on aerated lung. End-on vessels are soft Gaussian dots of about the same integrated brightness and
+  extent. At full size every nodule is among the brightest spots of the lung; down-sampled to 224 px a
+  typical nodule is one more bump of the lung texture, like the vessels.
+- **Mitotic figures** (microscopy): dense, spiky chromosome plates, small 7-9 px or large 11-15 px long
+  (at 1024 px), on tissue. At full size each is darker than every normal nucleus; at 224 px it is one
+  more dark dot, as dark as many nuclei.""",
+    2: """- **Nodules** (radiographs): discs of calcific stippling on aerated lung, among end-on vessels (soft Gaussian
+  dots). **Mitotic figures** (microscopy): discs of clumped, granular chromatin on tissue, among normal nuclei.
+- Sizes at 896 px: small {small[0]:.0f}-{small[1]:.0f} px, large {large[0]:.0f}-{large[1]:.0f} px across; at 224 px a quarter of that, and
+  the texture itself (1 px at 896) is a quarter of a pixel: gone.""".format(
+        small=[d * 896 / REFERENCE_SIZE for d in STIPPLE_DIAMETER["small"]],
+        large=[d * 896 / REFERENCE_SIZE for d in STIPPLE_DIAMETER["large"]],
+    ),
+}
 
 
 def probe_readme(parameters: dict[str, int], questions: dict[str, int]) -> str:
@@ -427,12 +473,11 @@ def probe_readme(parameters: dict[str, int], questions: dict[str, int]) -> str:
     p = parameters
     return f"""# Fine-detail probe (generated by llama3med)
 
-Procedurally generated images whose answers depend on targets a few pixels across. It tests whether
-multi-scale (high-resolution) image encoding helps: at 1024 px the targets are plainly visible; down-sampled
-to 224 px they look like the normal structures around them (target sizes scale with the image size; these
-images are {p["size"]} px). Regenerate with
+Procedurally generated images whose answers depend on detail only a high-resolution view keeps. It tests
+whether multi-scale (high-resolution) image encoding helps. {TARGET_TEXT[p["format"]]} Target sizes scale with
+the image size; these images are {p["size"]} px (probe format {p["format"]}). Regenerate with
 
-    llama3med probe generate --out <this folder> --seed {p["seed"]} --train {p["n_train"]} --test {p["n_test"]} --size {p["size"]}
+    llama3med probe generate --out <this folder> --seed {p["seed"]} --train {p["n_train"]} --test {p["n_test"]} --size {p["size"]} --format {p["format"]}
 
 (same seed, byte-identical files). Parameters: seed {p["seed"]}, {p["n_train"]} train and {p["n_test"]} test images of
 {p["size"]} x {p["size"]} px; {questions["train"]} train and {questions["test"]} test questions.
@@ -445,13 +490,7 @@ odd indices are **microscopy**-style (RGB H&E-like field: pink stroma with fibre
 normal nuclei). Images whose index // 2 is even hold 1-3 targets (1: 50 %, 2: 30 %, 3: 20 %), the
 others none, so "yes" and "no" are balanced within each style.
 
-- **Nodules** (radiographs): sharp-edged bright discs, small 4-6 px or large 7-10 px across (at 1024 px),
-  on aerated lung. End-on vessels are soft Gaussian dots of about the same integrated brightness and
-  extent. At full size every nodule is among the brightest spots of the lung; down-sampled to 224 px a
-  typical nodule is one more bump of the lung texture, like the vessels.
-- **Mitotic figures** (microscopy): dense, spiky chromosome plates, small 7-9 px or large 11-15 px long
-  (at 1024 px), on tissue. At full size each is darker than every normal nucleus; at 224 px it is one
-  more dark dot, as dark as many nuclei.
+{TARGET_LIST[p["format"]]}
 
 All targets of one image share one size class. Sizes scale with the image size.
 

@@ -16,6 +16,20 @@ figure is a dense, spiky chromosome plate 7-15 px long whose integrated darkness
 normal nucleus: at 1024 px it is darker than every nucleus and irregular, at 224 px one more dark dot.
 (tests/data/test_probe.py measures both.)
 
+Two target looks (chosen by the probe's format version, `llama3med.data.probe`):
+
+- `SOLID` (format 1): the targets above, drawn into the image. Measured with a linear probe on the frozen
+  `small` features (`llama3med experiment linear-probe`), their presence was not readable at any scale:
+  a 4-10 px disc among mass-matched vessels leaves no trace in EfficientNet-Lite0's stride-32 features.
+- `STIPPLED` (format 2, the default): the calibrated probe. Each target is a disc of fine granular texture,
+  a pixel checkerboard whose values go up and down by `STIPPLE_AMPLITUDE` of the room left to the intensity
+  range, so its local mean is the background's: calcific stippling in a nodule, clumped chromatin in a
+  mitotic figure. Detail at the pixel scale is exactly what a lower-resolution view loses: resampling
+  by 2x or 4x (bicubic, as S2 does from the largest scale) sums every 2 x 2 block with equal weights and
+  cancels the pattern, so at 224 and 448 px the target is absent from the pixels, while at the full size
+  (896 px, the `small` preset's largest scale) it is the strongest texture in the image. Images of this
+  look must be generated at the model's largest scale: any resize before the encoder blurs the pattern.
+
 Drawing is vectorised numpy over the whole image or over a small patch per object; smooth textures are
 made on a coarse grid and up-sampled once with Pillow (bicubic).
 """
@@ -29,6 +43,12 @@ import numpy as np
 from PIL import Image
 
 REFERENCE_SIZE = 1024  # the pixel sizes below are at this image size
+SOLID, STIPPLED = "solid", "stippled"  # target looks of probe formats 1 and 2
+# Stippled (format 2) target diameters in px at REFERENCE_SIZE: at 896 px, small 21-26 and large 31-39 px, so
+# that a target covers a good part of one stride-32 cell of the `small` encoder at 896 px (calibrated with
+# `llama3med experiment linear-probe`, docs/EXPERIMENTS.md). Its texture is 1 px whatever its size.
+STIPPLE_DIAMETER = {"small": (24.0, 30.0), "large": (36.0, 44.0)}
+STIPPLE_AMPLITUDE = 0.8  # fraction of the distance to black or white that each stipple pixel moves
 RADIOGRAPH, MICROSCOPY = "radiograph", "microscopy"
 STYLES = (RADIOGRAPH, MICROSCOPY)
 NODULE, MITOSIS = "nodule", "mitotic figure"
@@ -83,6 +103,7 @@ class Layout:
     targets: tuple[Target, ...]
     distractors: np.ndarray
     lumina: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    target_look: str = SOLID
 
     def without_targets(self) -> Layout:
         """The same image with no targets."""
@@ -135,8 +156,11 @@ def nodule_mass(radius: np.ndarray | float) -> np.ndarray | float:
     return 0.85 * np.pi * np.square(radius) * NODULE_BRIGHTNESS
 
 
-def plan_radiograph(rng: np.random.Generator, size: int, n_targets: int, size_class: str) -> Layout:
-    """A frontal chest radiograph with `n_targets` nodules of `size_class` on aerated lung, among end-on vessels."""
+def plan_radiograph(
+    rng: np.random.Generator, size: int, n_targets: int, size_class: str, look: str = SOLID
+) -> Layout:
+    """A frontal chest radiograph with `n_targets` nodules of `size_class` and `look` on aerated lung, among
+    end-on vessels."""
     scale = size / REFERENCE_SIZE
     geometry = {
         "body_x": 0.5 + rng.uniform(-0.012, 0.012),
@@ -155,7 +179,8 @@ def plan_radiograph(rng: np.random.Generator, size: int, n_targets: int, size_cl
     }
     targets = []
     for x, y in place_points(rng, n_targets, lambda x, y: bool(on_aerated_lung(geometry, x, y)), 0.06):
-        diameter = rng.uniform(*NODULE_DIAMETER[size_class]) * scale
+        diameters = STIPPLE_DIAMETER if look == STIPPLED else NODULE_DIAMETER
+        diameter = rng.uniform(*diameters[size_class]) * scale
         targets.append(Target(NODULE, x * size, y * size, diameter / 2, size_class))
 
     # End-on vessels: Gaussian dots with a nodule's mass (radius drawn over both size classes) and a
@@ -174,7 +199,7 @@ def plan_radiograph(rng: np.random.Generator, size: int, n_targets: int, size_cl
         vessels = vessels[
             np.hypot(vessels[:, 0] - t.x, vessels[:, 1] - t.y) > t.radius + 3 * vessels[:, 2] + 2 * scale
         ]
-    return Layout(RADIOGRAPH, size, geometry, tuple(targets), vessels.astype(np.float32))
+    return Layout(RADIOGRAPH, size, geometry, tuple(targets), vessels.astype(np.float32), target_look=look)
 
 
 def in_quadrant(x: float, y: float) -> bool:
@@ -182,8 +207,11 @@ def in_quadrant(x: float, y: float) -> bool:
     return 0.08 <= x <= 0.92 and 0.08 <= y <= 0.92 and min(abs(x - 0.5), abs(y - 0.5)) >= QUADRANT_MARGIN
 
 
-def plan_microscopy(rng: np.random.Generator, size: int, n_targets: int, size_class: str) -> Layout:
-    """An H&E-like field with `n_targets` mitotic figures of `size_class` among normal nuclei, on tissue."""
+def plan_microscopy(
+    rng: np.random.Generator, size: int, n_targets: int, size_class: str, look: str = SOLID
+) -> Layout:
+    """An H&E-like field with `n_targets` mitotic figures of `size_class` and `look` among normal nuclei, on
+    tissue."""
     scale = size / REFERENCE_SIZE
     geometry = {
         "eosin": rng.uniform(0.42, 0.55),
@@ -216,6 +244,8 @@ def plan_microscopy(rng: np.random.Generator, size: int, n_targets: int, size_cl
             for a, c, r in zip(along, across, radii)
         )
         radius = max(length / 2, *(np.hypot(dx, dy) + r for dx, dy, r in clumps))
+        if look == STIPPLED:  # a granular disc instead of the plate (its shape fields are kept, unused)
+            radius = rng.uniform(*STIPPLE_DIAMETER[size_class]) * scale / 2
         targets.append(
             Target(MITOSIS, x * size, y * size, float(radius), size_class, length, width, angle, clumps)
         )
@@ -235,7 +265,7 @@ def plan_microscopy(rng: np.random.Generator, size: int, n_targets: int, size_cl
         keep &= np.hypot(xs - t.x, ys - t.y) > t.radius + a + 6.0 * scale
     nuclei = np.column_stack([xs, ys, a, b, angles, density])[keep]
     return Layout(
-        MICROSCOPY, size, geometry, tuple(targets), nuclei.astype(np.float32), lumina.astype(np.float32)
+        MICROSCOPY, size, geometry, tuple(targets), nuclei.astype(np.float32), lumina.astype(np.float32), look
     )
 
 
@@ -320,7 +350,7 @@ def render_radiograph(layout: Layout, rng: np.random.Generator) -> np.ndarray:
     for x, y, sigma, peak in layout.distractors:  # end-on vessels
         patch, dx, dy = patch_offsets(x, y, 3.5 * sigma, size)
         image[patch] += peak * np.exp(-(dx**2 + dy**2) / (2 * sigma**2))
-    for target in layout.targets:  # nodules: domes (spheres in projection) with a sharp, anti-aliased rim
+    for target in solid_targets(layout):  # nodules: domes (spheres in projection), sharp anti-aliased rim
         patch, dx, dy = patch_offsets(target.x, target.y, target.radius + 1.0, size)
         distance = np.sqrt(dx**2 + dy**2)
         sphere = np.sqrt(np.clip(1.0 - (distance / target.radius) ** 2, 0.0, 1.0))
@@ -389,10 +419,9 @@ def render_microscopy(layout: Layout, rng: np.random.Generator) -> np.ndarray:
     raise_in_ellipses(haem, layout.distractors)  # normal nuclei
     haem *= (1.0 - lumen) * (0.8 + 0.4 * rng.random((size, size), dtype=np.float32))  # chromatin speckle
     # Condensed chromosomes: a dense plate with spiky clumps around it.
-    plates = [(t.x, t.y, t.length / 2, t.width / 2, t.angle, MITOSIS_DENSITY) for t in layout.targets]
-    clumps = [
-        (t.x + dx, t.y + dy, r, r, 0.0, MITOSIS_DENSITY) for t in layout.targets for dx, dy, r in t.clumps
-    ]
+    targets = solid_targets(layout)
+    plates = [(t.x, t.y, t.length / 2, t.width / 2, t.angle, MITOSIS_DENSITY) for t in targets]
+    clumps = [(t.x + dx, t.y + dy, r, r, 0.0, MITOSIS_DENSITY) for t in targets for dx, dy, r in t.clumps]
     raise_in_ellipses(haem, np.array(plates + clumps, dtype=np.float32).reshape(-1, 6))
 
     rgb = np.empty((size, size, 3), np.uint8)
@@ -409,6 +438,37 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def solid_targets(layout: Layout) -> tuple[Target, ...]:
+    """The targets drawn as shapes (format 1); stippled targets are added after rendering."""
+    return layout.targets if layout.target_look == SOLID else ()
+
+
+def stipple(image: np.ndarray, targets: tuple[Target, ...], amplitude: float = STIPPLE_AMPLITUDE) -> np.ndarray:
+    """Add each target as a disc of pixel-checkerboard texture to a uint8 image [S, S] or [S, S, 3].
+
+    Pixel (row, col) inside a disc moves towards white when row + col is even and towards black when odd,
+    by `amplitude` times the smaller of its distances to black and white (so nothing clips and the
+    up and down steps are equal: every 2 x 2 block keeps the background's mean). The disc's rim is
+    anti-aliased over one pixel."""
+    out = image.astype(np.float32) / 255.0
+    size = out.shape[0]
+    for target in targets:
+        patch, dx, dy = patch_offsets(target.x, target.y, target.radius + 1.0, size)
+        coverage = np.clip(target.radius + 0.5 - np.sqrt(dx**2 + dy**2), 0.0, 1.0)  # [h, w]
+        rows = np.arange(patch[0].start, patch[0].stop)[:, None]
+        cols = np.arange(patch[1].start, patch[1].stop)[None, :]
+        sign = np.where((rows + cols) % 2 == 0, 1.0, -1.0).astype(np.float32)  # [h, w]
+        step = amplitude * coverage * sign
+        if out.ndim == 3:
+            step = step[..., None]
+        base = out[patch]
+        out[patch] = base + step * np.minimum(base, 1.0 - base)
+    return to_uint8(out)
+
+
 def render(layout: Layout, rng: np.random.Generator) -> np.ndarray:
     """The image of `layout`: uint8 [S, S] (radiograph) or [S, S, 3] (microscopy); `rng` gives the noise."""
-    return render_radiograph(layout, rng) if layout.style == RADIOGRAPH else render_microscopy(layout, rng)
+    image = render_radiograph(layout, rng) if layout.style == RADIOGRAPH else render_microscopy(layout, rng)
+    if layout.target_look == STIPPLED and layout.targets:
+        image = stipple(image, layout.targets)
+    return image

@@ -1,5 +1,8 @@
 """The fine-detail probe: deterministic files, answers correct by construction (checked against the drawn
-pixels), balanced classes, the shared JSONL layout, and targets that vanish at 224 px but not at full size."""
+pixels), balanced classes, the shared JSONL layout, and targets that vanish at 224 px but not at full size.
+
+The pixel-level checks here are of probe format 1 (solid targets at 1024 px, still selectable); the calibrated
+format 2 (stippled targets) has its own in test_probe_calibrated.py. Texts and files are the same in both."""
 
 from __future__ import annotations
 
@@ -31,9 +34,9 @@ def all_files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A full-size probe: 12 train + 8 test images at 1024 px."""
+    """A full-size probe of format 1: 12 train + 8 test images at 1024 px."""
     out = tmp_path_factory.mktemp("probe") / "probe"
-    generate_probe(out, seed=SEED, n_train=N_TRAIN, n_test=N_TEST, size=SIZE)
+    generate_probe(out, seed=SEED, n_train=N_TRAIN, n_test=N_TEST, size=SIZE, version=1)
     return out
 
 
@@ -45,7 +48,7 @@ def targets(probe: Path) -> list[dict]:
 def planned(record: dict) -> ProbeImage:
     """The fixture probe's image behind a targets.jsonl record (its layout: geometry, distractors)."""
     split, index = record["split"], int(record["id"].split("-")[1])
-    return plan_probe_image(SEED, split, index, SIZE, N_TRAIN if split == "train" else N_TEST)
+    return plan_probe_image(SEED, split, index, SIZE, N_TRAIN if split == "train" else N_TEST, version=1)
 
 
 # Determinism --------------------------------------------------------------------------------------
