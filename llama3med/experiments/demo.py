@@ -20,17 +20,21 @@ Log = Callable[[str], None]
 
 @dataclass
 class DemoSettings:
-    """Sizes of the demo run. The defaults keep `make demo` within 10 minutes on 2 CPU cores, set-up included:
-    on that machine a `small` training step on 4 probe conversations (~170 tokens each) takes ~8 s."""
+    """Sizes of the demo run, chosen to fit `llama3med demo` into 10 minutes on a quiet 2-core CPU
+    (docs/EXPERIMENTS.md has the timings). Stage 2 trains on the probe's short VQA records (the questions the
+    test asks, one answer each) rather than its long conversations: a step costs about 10 ms per token on that
+    machine, and the short records give the model several times more images per minute."""
 
     preset: str = "small"
     seed: int = 0
-    probe_train: int = 32
-    probe_test: int = 8
-    probe_size: int = 1024
-    align_steps: int = 16
-    instruct_steps: int = 16
-    batch_size: int = 4
+    probe_train: int = 96
+    probe_test: int = 40
+    probe_size: int | None = None  # the probe format's own size (896 px for format 2)
+    probe_format: int | None = None  # None: the calibrated default (llama3med.data.probe.FORMAT_VERSION)
+    align_steps: int = 12
+    instruct_steps: int = 40
+    batch_size: int = 8
+    instruct_data: str = "vqa"  # stage 2 on a probe: "vqa" (train.jsonl) or "conversations" (conversations.jsonl)
     eval_limit: int | None = None
     eval_batch_size: int = 16
     max_new_tokens: int = 12
@@ -48,23 +52,28 @@ class DemoResult:
     report: dict[str, Any]
     label: str
     example: dict[str, str]
+    presence: dict[str, Any] | None = None  # probe runs: PRES accuracy, its 95 % CI and the linear-probe ceiling
 
 
 def _data_list(path: Path, fmt: str, image_root: Path) -> str:
     return "data=" + json.dumps([{"path": str(path), "format": fmt, "image_root": str(image_root)}])
 
 
-def stage_data(data_dir: Path) -> tuple[str, str, str]:
+def stage_data(data_dir: Path, instruct_data: str = "vqa") -> tuple[str, str, str]:
     """Recipe `data=` overrides for stage 1 and stage 2, and the label of the result, for a data folder.
 
-    A probe folder has captions (stage 1) and conversations (stage 2) beside its VQA splits; any other folder
-    laid out like ../shared/benchmarks/vqa-rad trains both stages on its `train.jsonl` questions."""
+    A probe folder has captions (stage 1) and, for stage 2, its VQA questions (`instruct_data="vqa"`) or its
+    conversations (`"conversations"`) beside its VQA splits; any other folder laid out like
+    ../shared/benchmarks/vqa-rad trains both stages on its `train.jsonl` questions."""
     images = data_dir / "images"
     if not (data_dir / "train.jsonl").is_file() or not (data_dir / "test.jsonl").is_file():
         raise FileNotFoundError(f"{data_dir} needs train.jsonl, test.jsonl and images/ (the layout of ../shared/benchmarks/vqa-rad)")
     if (data_dir / "captions.jsonl").is_file() and (data_dir / "conversations.jsonl").is_file():
-        return (_data_list(data_dir / "captions.jsonl", "caption", images),
-                _data_list(data_dir / "conversations.jsonl", "llava", images),
+        if instruct_data not in ("vqa", "conversations"):
+            raise ValueError(f"instruct_data must be 'vqa' or 'conversations', got {instruct_data!r}")
+        stage2 = (_data_list(data_dir / "train.jsonl", "vqa", images) if instruct_data == "vqa"
+                  else _data_list(data_dir / "conversations.jsonl", "llava", images))
+        return (_data_list(data_dir / "captions.jsonl", "caption", images), stage2,
                 "fine-tuned on the probe's train split (test images are unseen)")
     vqa = _data_list(data_dir / "train.jsonl", "vqa", images)
     return vqa, vqa, f"fine-tuned on {data_dir / 'train.jsonl'} (not zero-shot)"
@@ -102,12 +111,11 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
         from llama3med.data.probe import generate_probe
 
         data_dir = out / "probe"
-        summary = generate_probe(
-            data_dir, seed=settings.seed, n_train=settings.probe_train, n_test=settings.probe_test, size=settings.probe_size
-        )
+        summary = generate_probe(data_dir, seed=settings.seed, n_train=settings.probe_train,
+                                 n_test=settings.probe_test, size=settings.probe_size, version=settings.probe_format)
         log(f"probe: {summary.n_train} train + {summary.n_test} test images at {summary.size} px in {data_dir}")
     data_dir = Path(data_dir)
-    align_data, instruct_data, label = stage_data(data_dir)
+    align_data, instruct_data, label = stage_data(data_dir, settings.instruct_data)
     common = [f"seed={settings.seed}", f"training.per_device_train_batch_size={settings.batch_size}",
               "training.logging_steps=4", "training.save_steps=1000000", "training.dataloader_num_workers=0"]
     align_dir = _train_stage(
@@ -133,10 +141,65 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
     # numbers are fine-tuned ones.
     report["label"] = "fine-tuned"
     write_report(report, eval_dir)
-    first = benchmark.questions[0]
+    presence = None
+    if (data_dir / "targets.jsonl").is_file():  # a probe: PRES with its interval, beside what the features allow
+        from llama3med.experiments.linear_probe import presence_ceiling
+
+        presence = presence_accuracy(eval_dir, report)
+        presence["ceiling"] = presence_ceiling(
+            data_dir, answerer.api.model, answerer.api.processor, seed=settings.seed, log=log
+        )
+    first = example_question(benchmark.questions, eval_dir, report, data_dir)
     answer = answerer.api.chat(first.image, first.question, max_new_tokens=settings.max_new_tokens)
     example = {"image": str(first.image), "question": first.question, "answer": answer, "reference": first.answer}
-    return DemoResult(data_dir, align_dir, model_dir, eval_dir, report, label, example)
+    if (data_dir / "targets.jsonl").is_file():
+        example["why"] = target_description(data_dir, Path(first.image).name)
+    return DemoResult(data_dir, align_dir, model_dir, eval_dir, report, label, example, presence)
+
+
+def prediction_rows(eval_dir: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The evaluation's per-question rows (question id, prediction, reference, scores) of the one data set."""
+    from llama3med.data.jsonl import read_jsonl
+
+    name = next(iter(report["benchmarks"]))
+    return [row for _, row in read_jsonl(Path(eval_dir) / "predictions" / f"{name}.jsonl")]
+
+
+def presence_accuracy(eval_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """Strict accuracy of the probe's presence (PRES) questions with a 95 % bootstrap interval over them."""
+    from llama3med.eval.intervals import bootstrap_interval
+
+    correct = [row["scores"]["strict_closed_accuracy"] for row in prediction_rows(eval_dir, report)
+               if row["id"].endswith("-pres")]
+    accuracy = sum(correct) / len(correct) if correct else float("nan")
+    return {"accuracy": accuracy, "ci95": list(bootstrap_interval(correct)), "n": len(correct)}
+
+
+def example_question(questions: list[Any], eval_dir: Path, report: dict[str, Any], data_dir: Path) -> Any:
+    """The question the demo answers at the end: on a probe, the first presence question about an image with
+    targets that the model answered correctly (so that the answer has a visible reason); else the first."""
+    if (data_dir / "targets.jsonl").is_file():
+        right = {row["id"] for row in prediction_rows(eval_dir, report)
+                 if row["scores"].get("strict_closed_accuracy") == 1.0}
+        for question in questions:
+            if question.id.endswith("-pres") and question.answer == "yes" and question.id in right:
+                return question
+    return questions[0]
+
+
+def target_description(data_dir: Path, image_file: str) -> str:
+    """Where the targets of one probe image are, in words and pixels (from targets.jsonl)."""
+    from llama3med.data.jsonl import read_jsonl
+
+    for _, record in read_jsonl(data_dir / "targets.jsonl"):
+        if record["image"] == image_file:
+            if not record["targets"]:
+                return "the image has no target"
+            return "; ".join(
+                f"{t['kind']} in the {t['place']}, {2 * t['radius']:.0f} px across at ({t['x']:.0f}, {t['y']:.0f})"
+                for t in record["targets"]
+            )
+    return "not a probe image"
 
 
 def demo_command(out: Path, settings: DemoSettings, data_dir: Path | None) -> str:
@@ -144,12 +207,14 @@ def demo_command(out: Path, settings: DemoSettings, data_dir: Path | None) -> st
     the scales experiment's model overrides, are named after it)."""
     args = ["llama3med", "demo", "--out", str(out), *(["--data", str(data_dir)] if data_dir is not None else []),
             "--preset", settings.preset, "--seed", str(settings.seed), "--align-steps", str(settings.align_steps),
-            "--instruct-steps", str(settings.instruct_steps)]
+            "--instruct-steps", str(settings.instruct_steps), "--batch-size", str(settings.batch_size)]
     if data_dir is None:
-        args += ["--probe-train", str(settings.probe_train), "--probe-test", str(settings.probe_test)]
+        args += ["--probe-train", str(settings.probe_train), "--probe-test", str(settings.probe_test),
+                 "--instruct-data", settings.instruct_data]
     if settings.eval_limit is not None:
         args += ["--eval-limit", str(settings.eval_limit)]
-    on_command_line = {"preset", "seed", "align_steps", "instruct_steps", "probe_train", "probe_test", "eval_limit"}
+    on_command_line = {"preset", "seed", "align_steps", "instruct_steps", "probe_train", "probe_test", "eval_limit",
+                       "batch_size", "instruct_data"}
     default = DemoSettings()
     other = {f.name: getattr(settings, f.name) for f in fields(DemoSettings)
              if f.name not in on_command_line and getattr(settings, f.name) != getattr(default, f.name)}

@@ -14,13 +14,12 @@ split; the table gives mean and 95 % confidence intervals (t over seeds) of clos
 from __future__ import annotations
 
 import json
-import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llama3med.eval.intervals import t_interval
 from llama3med.experiments.demo import DemoSettings, Log, run_demo
 
 ARMS: dict[str, dict[str, Any]] = {
@@ -28,9 +27,6 @@ ARMS: dict[str, dict[str, Any]] = {
     "hierarchical": {"scales": [224, 448, 896]},
     "single-896": {"scales": [896], "tile_size": 224},
 }
-
-# Two-sided 95 % Student-t quantiles by degrees of freedom (n - 1).
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 @dataclass
@@ -41,6 +37,7 @@ class ArmSummary:
     seeds: list[int]
     scores: dict[str, list[float]]
     by_question_type: dict[str, list[float]] = field(default_factory=dict)
+    ceiling: dict[str, Any] = field(default_factory=dict)  # linear-probe presence ceiling of the arm's features
 
     def interval(self, metric: str) -> tuple[float, float]:
         """Mean and 95 % CI half-width of one overall metric over the seeds."""
@@ -49,14 +46,10 @@ class ArmSummary:
     @staticmethod
     def interval_of(values: Sequence[float]) -> tuple[float, float]:
         """Mean and two-sided 95 % Student-t half-width (nan for fewer than 2 values)."""
-        if not values:
-            return math.nan, math.nan
-        mean = statistics.fmean(values)
-        if len(values) < 2:
-            return mean, math.nan
-        return mean, T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+        return t_interval(values)
 
 
+PRESENCE = "PRES accuracy"
 METRICS = {
     "closed accuracy (LLaVA-Med)": ("llava_med", "closed_accuracy"),
     "closed accuracy (strict)": ("strict", "closed_accuracy"),
@@ -88,11 +81,13 @@ def run_scales_experiment(
 
     out = Path(out)
     probe = out / "probe"
-    generate_probe(probe, seed=settings.seed, n_train=settings.probe_train, n_test=settings.probe_test, size=settings.probe_size)
+    generate_probe(probe, seed=settings.seed, n_train=settings.probe_train, n_test=settings.probe_test,
+                   size=settings.probe_size, version=settings.probe_format)
     summaries = []
     for arm in arms:
-        scores: dict[str, list[float]] = {name: [] for name in METRICS}
+        scores: dict[str, list[float]] = {PRESENCE: [], **{name: [] for name in METRICS}}
         by_type: dict[str, list[float]] = {}
+        ceiling: dict[str, Any] = {}
         for seed in seeds:
             model_args = [f"model_args.{key}={json.dumps(value)}" for key, value in ARMS[arm].items()]
             run = DemoSettings(**{**settings.__dict__, "seed": seed, "model_overrides": model_args})
@@ -100,9 +95,11 @@ def run_scales_experiment(
             result = run_demo(out / arm / f"seed-{seed}", run, data_dir=probe, log=log)
             for name, value in scores_of(result.report).items():
                 scores[name].append(value)
+            scores[PRESENCE].append(100.0 * result.presence["accuracy"])
+            ceiling = ceiling or {k: result.presence["ceiling"][k] for k in ("test_accuracy", "ci95", "n_test")}
             for name, value in question_type_scores(result.report).items():
                 by_type.setdefault(name, []).append(value)
-        summaries.append(ArmSummary(arm, list(seeds), scores, by_type))
+        summaries.append(ArmSummary(arm, list(seeds), scores, by_type, ceiling))
     (out / "summary.json").write_text(json.dumps([s.__dict__ for s in summaries], indent=2))
     return summaries
 
@@ -110,13 +107,19 @@ def run_scales_experiment(
 def markdown_table(summaries: Sequence[ArmSummary], by_question_type: bool = False) -> str:
     """Mean +/- 95 % CI half-width (t over seeds) per arm and metric, in %; with `by_question_type`, the strict
     score per probe question type instead of the overall metrics."""
-    columns = sorted({t for s in summaries for t in s.by_question_type}) if by_question_type else list(METRICS)
-    lines = ["| arm | seeds | " + " | ".join(columns) + " |", "| --- | --- | " + " | ".join("---:" for _ in columns) + " |"]
+    columns = sorted({t for s in summaries for t in s.by_question_type}) if by_question_type else [PRESENCE, *METRICS]
+    ceiling = [] if by_question_type else ["linear-probe PRES ceiling"]
+    header = ["arm", "seeds", *columns, *ceiling]
+    lines = ["| " + " | ".join(header) + " |", "| --- | --- | " + " | ".join("---:" for _ in columns + ceiling) + " |"]
     for summary in summaries:
         values = summary.by_question_type if by_question_type else summary.scores
         cells = []
         for column in columns:
             mean, half = ArmSummary.interval_of(values.get(column, []))
             cells.append(f"{mean:.1f} ± {half:.1f}")
+        if ceiling:
+            c = summary.ceiling
+            cells.append(f"{100 * c['test_accuracy']:.1f} [{100 * c['ci95'][0]:.1f}, {100 * c['ci95'][1]:.1f}]"
+                         if c else "–")
         lines.append(f"| {summary.arm} | {len(summary.seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
