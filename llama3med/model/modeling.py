@@ -217,9 +217,15 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
             **kwargs,
         )
 
-    def prepare_inputs_for_generation(self, *args: Any, is_first_iteration: bool = False, **kwargs: Any) -> dict:
+    def prepare_inputs_for_generation(
+        self, *args: Any, cache: Any = None, is_first_iteration: bool = False, **kwargs: Any
+    ) -> dict:
         # Image features are only needed for the prefill: later steps read them from the KV cache.
         # (generate drops pixel_values after prefill already; image_features needs the same care.)
+        # `cache` is named here so that `generate(cache=...)` accepts a prefilled cache (transformers checks the
+        # names this signature and `forward` declare); it goes on as transformers passes it.
+        if cache is not None:
+            kwargs["cache"] = cache
         image_features = kwargs.pop("image_features", None)
         inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
         if is_first_iteration or not kwargs.get("use_cache", True):

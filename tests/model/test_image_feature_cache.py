@@ -110,3 +110,25 @@ def test_generate_encodes_an_image_once_across_calls_with_unchanged_answers(tiny
     later.use_feature_cache(tmp_path / "features")
     assert [[r.text for r in later.generate(call, max_new_tokens=8)] for call in calls] == expected
     assert later.image_features.stats.encoded == 0 and later.image_features.stats.disk_hits == 2
+
+
+def test_questions_on_one_image_share_its_prefill_and_keep_their_answers(tiny_model_dir: Path) -> None:
+    scan, slide = random_image(3, (80, 60)), random_image(4, (50, 90))
+    asks = [(scan, "Is there a nodule?"), (slide, "Which organ?"), (scan, "Is this a normal study of the chest?"), (scan, "Why?")]
+    requests = [ChatRequest(image, [{"role": "user", "content": q}]) for image, q in asks]
+    api = Llama3Med.from_pretrained(tiny_model_dir)
+    sequences = api.prompt_sequences(requests)
+    keys, features = api.encode_images(requests)
+    with torch.inference_mode():
+        inputs = api.shared_prefix_inputs(sequences, keys, features)
+    assert inputs is not None  # 2 distinct images for 4 rows: each image's prefix is prefilled once
+    prefix = inputs["cache"].get_seq_length()
+    assert prefix > api.processor.num_image_tokens and inputs["input_ids"].shape[0] == 4
+    assert all(inputs["input_ids"][row, :prefix].tolist() == s[:prefix] for row, s in enumerate(sequences))
+    assert inputs["attention_mask"].sum(dim=1).tolist() == [len(s) for s in sequences]
+
+    batched = api.generate(requests, max_new_tokens=10)
+    alone = [Llama3Med.from_pretrained(tiny_model_dir).generate([r], max_new_tokens=10)[0] for r in requests]
+    assert [(b.text, b.prompt_tokens, b.completion_tokens) for b in batched] == [
+        (a.text, a.prompt_tokens, a.completion_tokens) for a in alone
+    ]
