@@ -1,12 +1,16 @@
-"""Benchmark: requests per second of `llama3med serve` with dynamic batching vs without.
+"""Benchmark: requests per second and latency of `llama3med serve` with dynamic batching vs without, for one
+or several numbers of concurrent clients.
 
-    .venv/bin/python bench/serve_dynamic_batching.py [--model DIR] [--clients 16] [--seconds 30] [--max-tokens 16]
-        [--image-size 128] [--threads N]
+    .venv/bin/python bench/serve_dynamic_batching.py [--model DIR] [--clients 16 | --clients 1,4,16]
+        [--arms both | batching | none] [--seconds 30] [--max-tokens 16] [--image-size 128]
+        [--distinct-images] [--threads N]
 
-Without --model the `tiny` preset is built into a temporary folder. Each arm starts its own server process
-(`--max-batch-size 16 --batch-window-ms 10` vs `--max-batch-size 1`), warms it up, then keeps `--clients`
-concurrent clients sending image questions back to back. Results go to docs/PERFORMANCE.md by hand, with
-the command and the machine.
+Without --model the `tiny` preset is built into a temporary folder. Each arm and client count starts its own
+server process (`--max-batch-size 16 --batch-window-ms 10` vs `--max-batch-size 1`), warms it up, then keeps
+that many concurrent clients sending image questions back to back. By default requests cycle through 4 images;
+with `--distinct-images` every request sends an image of its own, so the server's reuse of image features never
+applies (every request pays for encoding its image). Results go to docs/PERFORMANCE.md by hand, with the command
+and the machine.
 """
 
 from __future__ import annotations
@@ -36,17 +40,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def image_urls(size: int, count: int = 4) -> list[str]:
-    rng = np.random.default_rng(0)
-    urls = []
-    for _ in range(count):
-        buffer = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
-        urls.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
-    return urls
+def image_url(size: int, seed: int) -> str:
+    """A random `size` x `size` PNG as a data URL; the seed picks its content."""
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-async def load(base_url: str, model_name: str, clients: int, seconds: float, max_tokens: int, urls: list[str]) -> tuple[int, int, list[float]]:
+class Images:
+    """The image of each request: one of 4 fixed images in turn, or (distinct) a new image every request."""
+
+    def __init__(self, size: int, distinct: bool) -> None:
+        self.size, self.distinct = size, distinct
+        self.fixed = [image_url(size, seed) for seed in range(4)]
+        self.sent = 0
+
+    def next(self, index: int, n: int) -> str:
+        self.sent += 1
+        return image_url(self.size, 1000 + self.sent) if self.distinct else self.fixed[(index + n) % len(self.fixed)]
+
+
+async def load(base_url: str, model_name: str, clients: int, seconds: float, max_tokens: int, images: Images) -> tuple[int, int, list[float]]:
     """(answered, failed, latencies in s) for `clients` concurrent clients during `seconds`."""
     deadline = time.monotonic() + seconds
     latencies: list[float] = []
@@ -57,7 +72,7 @@ async def load(base_url: str, model_name: str, clients: int, seconds: float, max
         async with httpx.AsyncClient(base_url=base_url, timeout=300) as http:
             n = 0
             while time.monotonic() < deadline:
-                content = [{"type": "image_url", "image_url": {"url": urls[(index + n) % len(urls)]}}, {"type": "text", "text": f"Finding {index}-{n}?"}]
+                content = [{"type": "image_url", "image_url": {"url": images.next(index, n)}}, {"type": "text", "text": f"Finding {index}-{n}?"}]
                 body = {"model": model_name, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens}
                 started = time.monotonic()
                 response = await http.post("/v1/chat/completions", json=body)
@@ -71,7 +86,7 @@ async def load(base_url: str, model_name: str, clients: int, seconds: float, max
     return len(latencies), failed, latencies
 
 
-def run_arm(model: Path, batching: bool, args: argparse.Namespace, urls: list[str]) -> dict:
+def run_arm(model: Path, batching: bool, clients: int, args: argparse.Namespace) -> dict:
     port = free_port()
     options = ["--max-batch-size", "16", "--batch-window-ms", "10"] if batching else ["--max-batch-size", "1"]
     if args.threads:
@@ -88,9 +103,10 @@ def run_arm(model: Path, batching: bool, args: argparse.Namespace, urls: list[st
                 time.sleep(0.2)
         else:
             raise RuntimeError("server did not start")
-        asyncio.run(load(base_url, "bench", args.clients, args.warmup, args.max_tokens, urls))
+        images = Images(args.image_size, args.distinct_images)
+        asyncio.run(load(base_url, "bench", clients, args.warmup, args.max_tokens, images))
         before = httpx.get(f"{base_url}/health").json()
-        answered, failed, latencies = asyncio.run(load(base_url, "bench", args.clients, args.seconds, args.max_tokens, urls))
+        answered, failed, latencies = asyncio.run(load(base_url, "bench", clients, args.seconds, args.max_tokens, images))
         after = httpx.get(f"{base_url}/health").json()
     finally:
         process.terminate()
@@ -98,10 +114,12 @@ def run_arm(model: Path, batching: bool, args: argparse.Namespace, urls: list[st
     calls = after["generate_calls"] - before["generate_calls"]
     return {
         "arm": "dynamic batching (window 10 ms, up to 16)" if batching else "no batching (max batch 1)",
+        "clients": clients,
+        "answered": answered,
         "rps": answered / args.seconds,
         "failed": failed,
         "p50": statistics.median(latencies),
-        "p95": statistics.quantiles(latencies, n=20)[-1],
+        "p95": statistics.quantiles(latencies, n=20)[-1] if len(latencies) > 1 else latencies[0],
         "mean_batch": (after["requests_answered"] - before["requests_answered"]) / max(calls, 1),
     }
 
@@ -109,7 +127,9 @@ def run_arm(model: Path, batching: bool, args: argparse.Namespace, urls: list[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="Model folder (default: the tiny preset, built now).")
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", default="16", help="Concurrent clients; a comma-separated list runs each count in turn.")
+    parser.add_argument("--arms", choices=("both", "batching", "none"), default="both", help="Which servers to run.")
+    parser.add_argument("--distinct-images", action="store_true", help="A new image in every request (no feature reuse).")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--max-tokens", type=int, default=16)
@@ -126,17 +146,24 @@ def main() -> None:
             built, processor = build_preset("tiny")
             built.save_pretrained(model)
             processor.save_pretrained(model)
-        urls = image_urls(args.image_size)
-        rows = [run_arm(model, batching, args, urls) for batching in (False, True)]
+        arms = {"both": (False, True), "batching": (True,), "none": (False,)}[args.arms]
+        load_before = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        rows = [run_arm(model, batching, int(clients), args) for clients in args.clients.split(",") for batching in arms]
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {platform.platform()}")
+    print(f"load average (1/5/15 min) before: {load_before}, after: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     threads = args.threads or "default"
-    print(f"{args.clients} clients, {args.seconds:.0f} s, max_tokens {args.max_tokens}, {args.image_size} px PNG, torch threads {threads}, model {args.model or 'tiny preset'}\n")
-    print("| arm | requests/s | p50 latency (s) | p95 latency (s) | mean batch | failed |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    images = "a new image per request" if args.distinct_images else "4 images in turn"
+    print(f"{args.seconds:.0f} s per row, max_tokens {args.max_tokens}, {args.image_size} px PNG ({images}), torch threads {threads}, model {args.model or 'tiny preset'}\n")
+    print("| arm | clients | answered | requests/s | p50 latency (s) | p95 latency (s) | mean batch | failed |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
-        print(f"| {row['arm']} | {row['rps']:.2f} | {row['p50']:.2f} | {row['p95']:.2f} | {row['mean_batch']:.1f} | {row['failed']} |")
-    print(f"\nspeed-up: {rows[1]['rps'] / rows[0]['rps']:.2f} x")
+        print(f"| {row['arm']} | {row['clients']} | {row['answered']} | {row['rps']:.2f} | {row['p50']:.2f} | {row['p95']:.2f} "
+              f"| {row['mean_batch']:.1f} | {row['failed']} |")
+    if args.arms == "both":
+        for clients in args.clients.split(","):
+            off, on = (row["rps"] for row in rows if row["clients"] == int(clients))
+            print(f"\n{clients} clients: speed-up {on / off:.2f} x")
 
 
 if __name__ == "__main__":
