@@ -124,6 +124,8 @@ RUN_BY: dict[str, str] = {
     "llama3med eval --model outputs/my-model --benchmarks vqa-rad,slake,pathvqa --out eval-results/my-model": "eval_all_three",
     "llama3med experiment scales --out outputs/experiment-scales --seeds 0,1,2": "scales_experiment",
     "llama3med experiment scales": "scales_experiment",
+    "llama3med experiment linear-probe --out outputs/linear-probe": "linear_probe",
+    "llama3med experiment linear-probe": "linear_probe",
     ".venv/bin/python bench/feature_cache.py --samples 32 --batch 8": "benchmarks",
     ".venv/bin/python bench/train_step_breakdown.py --batch 8 --repeats 5": "benchmarks",
     ".venv/bin/python bench/startup.py --before 3730d94 --repeat 3": "benchmarks",
@@ -456,6 +458,21 @@ def test_scenario_scales_experiment(shell: Shell) -> None:
     shell.run("llama3med experiment scales --out outputs/experiment-scales --seeds 0,1,2", timeout=4 * 3600)
     assert (shell.cwd / "outputs" / "experiment-scales" / "summary.json").is_file()
     shell.run("llama3med experiment scales", timeout=3600)
+    shell.check_all_ran()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2 * 3600)
+def test_scenario_linear_probe(shell: Shell) -> None:
+    """The calibrated probe's acceptance, as EXPERIMENTS.md records it: presence readable from the 896 px view
+    (single-896, and the hierarchical arm's 896 px slice) at >= 0.90, from the 224 px view at <= 0.65."""
+    shell.run("llama3med experiment linear-probe --out outputs/linear-probe", timeout=2 * 3600)
+    arms = json.loads((shell.cwd / "outputs" / "linear-probe" / "summary.json").read_text())["arms"]
+    assert arms["single-896"]["presence"]["test_accuracy"] >= 0.90
+    assert arms["hierarchical"]["slices"]["896"]["presence"]["test_accuracy"] >= 0.90
+    assert arms["single-224"]["presence"]["test_accuracy"] <= 0.65
+    assert arms["hierarchical"]["slices"]["224"]["presence"]["test_accuracy"] <= 0.65
+    shell.run("llama3med experiment linear-probe", timeout=2 * 3600)  # the README's form: the same defaults
     shell.check_all_ran()
 
 

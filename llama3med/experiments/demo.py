@@ -20,19 +20,19 @@ Log = Callable[[str], None]
 
 @dataclass
 class DemoSettings:
-    """Sizes of the demo run, chosen to fit `llama3med demo` into 10 minutes on a quiet 2-core CPU
-    (docs/EXPERIMENTS.md has the timings). Stage 2 trains on the probe's short VQA records (the questions the
-    test asks, one answer each) rather than its long conversations: a step costs about 10 ms per token on that
-    machine, and the short records give the model several times more images per minute."""
+    """Sizes of the demo run, chosen to keep `llama3med demo` within 10 minutes on a quiet 2-core CPU: about the
+    compute of the format-1 demo measured there (docs/EXPERIMENTS.md). Stage 2 trains on the probe's short VQA
+    records (the questions the test asks, one answer each) rather than its long conversations: a step costs
+    about 10 ms per token on that machine, and the short records give the model more images per minute."""
 
     preset: str = "small"
     seed: int = 0
-    probe_train: int = 96
-    probe_test: int = 40
+    probe_train: int = 48
+    probe_test: int = 24
     probe_size: int | None = None  # the probe format's own size (896 px for format 2)
     probe_format: int | None = None  # None: the calibrated default (llama3med.data.probe.FORMAT_VERSION)
-    align_steps: int = 12
-    instruct_steps: int = 40
+    align_steps: int = 8
+    instruct_steps: int = 24
     batch_size: int = 8
     instruct_data: str = "vqa"  # stage 2 on a probe: "vqa" (train.jsonl) or "conversations" (conversations.jsonl)
     eval_limit: int | None = None

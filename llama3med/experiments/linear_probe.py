@@ -37,7 +37,7 @@ import numpy as np
 from llama3med.eval.intervals import bootstrap_interval
 
 Log = Callable[[str], None]
-C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # inverse L2 strengths tried on the validation split
+C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # inverse L2 strengths tried on the validation split
 POOLINGS = {"mean": ("mean",), "max": ("max",), "mean+max+2x2 max": ("mean", "max", "region_max")}
 Views = dict[str, np.ndarray]  # pooling name -> features [N, D]
 VALIDATION_FRACTION = 0.25
@@ -113,7 +113,7 @@ def fit_and_score(
     from sklearn.preprocessing import StandardScaler
 
     def model(c: float) -> Any:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
 
     if isinstance(train_x, np.ndarray):
         train_x, test_x = {"given": train_x}, {"given": test_x}
