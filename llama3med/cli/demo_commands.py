@@ -18,7 +18,7 @@ console = Console(soft_wrap=True)
 def demo(
     out: Path = typer.Option(Path("outputs/demo"), help="Where the probe, the model folders and the report are written."),
     data: Path | None = typer.Option(
-        None, help="A folder laid out like ../shared/benchmarks/vqa-rad (train.jsonl, test.jsonl, images/): fine-tune "
+        None, help="A folder laid out like the VQA-RAD benchmark folder (train.jsonl, test.jsonl, images/): fine-tune "
         "on its train split and evaluate on its test split instead of the probe (reported as fine-tuned)."
     ),
     preset: str = typer.Option("small", help="Model preset: small (real pretrained parts) or tiny (random, seconds)."),

@@ -8,7 +8,7 @@ their ids in a `DataReport`; with `strict=True` the first one raises `BadRecordE
 Formats (one object per line for JSONL; a JSON list for `.json` LLaVA files):
 - `llava`:   `{"id", "image"?, "conversations": [{"from": "human"|"gpt"|"system", "value": str}, ...]}`
 - `caption`: `{"id"?, "image", "caption"}` -> the pretrain template: user `<image>`, assistant = caption
-- `vqa`:     `{"id", "image", "question", "answer"}` (as in ../shared/benchmarks) -> one user/assistant turn
+- `vqa`:     `{"id", "image", "question", "answer"}` (as in the VQA-RAD, SLAKE and PathVQA folders) -> one user/assistant turn
 
 A source's `template` chooses how records become turns: `conversation` (default: the record's own turns) or
 `caption`, the Llama3-Med authors' stage-1 template: the user turn is the `<image>` tag alone and the

@@ -2,7 +2,7 @@
 pixels across, to test whether multi-scale (high-resolution) encoding helps.
 
 `generate_probe(out_dir, seed=..., n_train=..., n_test=..., size=...)` writes, in the layout of
-`../shared/benchmarks/vqa-rad` so that every tool reads it:
+a VQA-RAD benchmark folder so that every tool reads it:
 
     out_dir/images/<split>-<index>.png   grayscale radiographs and RGB microscopy fields
     out_dir/train.jsonl, test.jsonl      {"id", "image", "question", "answer", "answer_type", "question_type", "style"}
@@ -499,7 +499,7 @@ All targets of one image share one size class. Sizes scale with the image size.
 | file | content |
 | --- | --- |
 | `images/<split>-<index>.png` | the images (PNG; radiographs 8-bit grayscale, microscopy RGB) |
-| `train.jsonl`, `test.jsonl` | VQA records `id, image, question, answer, answer_type, question_type, style` (the layout of `../shared/benchmarks/vqa-rad`; `image` is relative to `images/`) |
+| `train.jsonl`, `test.jsonl` | VQA records `id, image, question, answer, answer_type, question_type, style` (the layout of a VQA-RAD benchmark folder; `image` is relative to `images/`) |
 | `captions.jsonl` | stage-1 captions of the **train** images: `id, image, caption` |
 | `conversations.jsonl` | stage-2 LLaVA conversations about the **train** images: `id, image, conversations` (`from` human/gpt; the questions of the image, then "{DESCRIBE_QUESTION}") |
 | `targets.jsonl` | ground truth per image: `id, image, split, style, size, targets` with `kind, x, y, radius, size_class, place` (pixels, x right, y down; mitotic figures also `length, width`) |

@@ -57,7 +57,7 @@ class SplitCounts:
     closed: int
 
 
-# REFERENCE.md §3 (SLAKE: English part; PathVQA: the de-duplicated test split).
+# The official test splits (SLAKE: English part; PathVQA: the de-duplicated test split).
 OFFICIAL_COUNTS = {
     "vqa-rad": SplitCounts(images=203, questions=451, open=179, closed=272),
     "slake": SplitCounts(images=96, questions=1061, open=645, closed=416),
@@ -148,7 +148,7 @@ class Benchmark:
         )
 
     def check_counts(self) -> list[str]:
-        """Mismatches with the official split size (REFERENCE.md §3), one line each; empty when it matches
+        """Mismatches with the official split size, one line each; empty when it matches
         or when there is no official count (user datasets, SLAKE Chinese)."""
         official = OFFICIAL_COUNTS.get(self.name)
         if official is None or self.language != "en":
@@ -239,7 +239,7 @@ def unique_ids(questions: list[Question], source: str) -> list[Question]:
 
 # Shared JSONL layout ------------------------------------------------------------------------------------
 def load_jsonl_layout(name: str, root: Path, split: str = "test") -> Benchmark:
-    """`<root>/<split>.jsonl` with images under `<root>/images/` (the layout of `../shared/benchmarks`)."""
+    """`<root>/<split>.jsonl` with images under `<root>/images/` (the layout of the VQA-RAD, SLAKE and PathVQA folders)."""
     path = root / f"{split}.jsonl"
     image_dir = root / "images"
     questions = []
@@ -303,7 +303,7 @@ PATHVQA_MIXED_ROWS, PATHVQA_VALIDATION_ROWS = 12_978, 6_259
 
 
 def load_pathvqa_original(root: Path) -> Benchmark:
-    """PathVQA `test.json` as distributed with `../shared/benchmarks/pathvqa/original/`.
+    """PathVQA `test.json` as the PathVQA release distributes it.
 
     That file holds the validation split (rows 0-6,258) followed by the test split (rows 6,259-12,977),
     see its README; with 12,978 rows only the test block is read, and its i-th row is question id

@@ -16,7 +16,7 @@ from typing import Any
 from llama3med.data.jsonl import read_jsonl
 from llama3med.eval.benchmarks import BENCHMARKS, DISPLAY_NAMES, Benchmark
 
-# REFERENCE.md §3: LLaVA-Med v1 evaluation notebook, zero-shot; (open recall, closed accuracy) per benchmark.
+# LLaVA-Med v1 evaluation notebook, zero-shot; (open recall, closed accuracy) per benchmark.
 PUBLISHED_ZERO_SHOT: list[dict[str, Any]] = [
     {"model": "LLaVA-7B (general)", "vqa-rad": (20.74, 59.19), "slake": (26.82, 50.24), "pathvqa": (8.74, 45.65), "avg": 35.23},
     {"model": "LLaVA-Med 60K-IM, 3 ep", "vqa-rad": (28.23, 61.40), "slake": (39.17, 52.16), "pathvqa": (12.30, 54.05), "avg": 41.22},

@@ -3,7 +3,7 @@
 `run_demo` is what `llama3med demo` (and `make demo`) runs: on the `small` preset (SmolLM2-135M-Instruct +
 EfficientNet-Lite0, real weights, offline), in minutes on a 2-core CPU. With `data_dir`, the same pipeline
 fine-tunes on `<data_dir>/train.jsonl` and evaluates on `<data_dir>/test.jsonl` (a folder laid out like
-`../shared/benchmarks/vqa-rad`); the result is a fine-tuned number, never a zero-shot one.
+a VQA-RAD benchmark folder); the result is a fine-tuned number, never a zero-shot one.
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ def stage_data(data_dir: Path, instruct_data: str = "vqa") -> tuple[str, str, st
 
     A probe folder has captions (stage 1) and, for stage 2, its VQA questions (`instruct_data="vqa"`) or its
     conversations (`"conversations"`) beside its VQA splits; any other folder laid out like
-    ../shared/benchmarks/vqa-rad trains both stages on its `train.jsonl` questions."""
+    a VQA-RAD benchmark folder trains both stages on its `train.jsonl` questions."""
     images = data_dir / "images"
     if not (data_dir / "train.jsonl").is_file() or not (data_dir / "test.jsonl").is_file():
-        raise FileNotFoundError(f"{data_dir} needs train.jsonl, test.jsonl and images/ (the layout of ../shared/benchmarks/vqa-rad)")
+        raise FileNotFoundError(f"{data_dir} needs train.jsonl, test.jsonl and images/ (the layout of a VQA-RAD benchmark folder)")
     if (data_dir / "captions.jsonl").is_file() and (data_dir / "conversations.jsonl").is_file():
         if instruct_data not in ("vqa", "conversations"):
             raise ValueError(f"instruct_data must be 'vqa' or 'conversations', got {instruct_data!r}")

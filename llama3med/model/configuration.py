@@ -1,7 +1,7 @@
 """`Llama3MedConfig`: a vision config + a text config + the multi-scale and connector settings.
 
 Everything the model's shapes depend on is derived here from the two sub-configs, so the connector
-width can never disagree with what the vision path produces (REFERENCE.md §4, pain point 14).
+width can never disagree with what the vision path produces (a mismatch users of LLaVA-NeXT report).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from llama3med.model.timm_vision import TimmVisionConfig
 
 CONNECTOR_TYPES = ("linear", "mlp2x_gelu", "mlp3x_gelu")
 
-# S2 defaults of the authors' code (REFERENCE.md §1): the tile is the encoder's native size.
+# S2 defaults of the authors' code (standardmodelbio/Llama3-Med): the tile is the encoder's native size.
 # For other tile sizes (e.g. SigLIP's 384) the hierarchy is 1x, 2x, 3x the tile.
 DEFAULT_SCALES = {224: (224, 672, 1344), 336: (336, 672, 1008)}
 
@@ -54,7 +54,7 @@ class Llama3MedConfig(PretrainedConfig):
         text_config: Config of any causal LM (Llama-3 by default).
         connector_type: `mlp2x_gelu` (default), `linear` or `mlp3x_gelu`.
         scales: Image sizes of the hierarchy, ascending, each a multiple of the tile size. Defaults per
-            REFERENCE.md §1 (224/672/1344 or 336/672/1008).
+            the authors' code and LLaVA-S2 (224/672/1344 or 336/672/1008).
         tile_size: Pixel size of the tiles every scale is cut into; default the encoder's native size
             (S2 uses the smallest scale, which is the same thing by default). A single scale larger than
             the tile (e.g. `scales=[896], tile_size=224`) is a plain high-resolution view with the same

