@@ -110,7 +110,9 @@ def linear_probe_experiment(
     probe_train: int = typer.Option(200, min=8, help="Probe training images (a quarter is the validation split)."),
     probe_test: int = typer.Option(100, min=2, help="Probe test images (unseen; the interval is over these)."),
     probe_seed: int = typer.Option(0, min=0, help="Seed of the probe images."),
-    probe_format: int = typer.Option(2, help="Probe format: 2 = calibrated (stippled targets), 1 = the first probe."),
+    probe_format: int | None = typer.Option(
+        None, help="Probe format (default: the calibrated 3, wide stippled targets; 2 = narrow stippled; 1 = the first)."
+    ),
     seed: int = typer.Option(0, min=0, help="Seed of the validation split and the bootstrap."),
     feature_cache: Path | None = typer.Option(None, help="Frozen-feature cache folder (default: $LLAMA3MED_CACHE/features)."),
 ) -> None:

@@ -12,6 +12,7 @@ import importlib
 import typer
 
 from llama3med.cli.common import DEBUG_ENV, ErrorReportingGroup, set_debug
+from llama3med.runtime import tune_cpu_allocator
 
 app = typer.Typer(
     name="llama3med",
@@ -29,6 +30,7 @@ def global_options(
 ) -> None:
     """Llama3-Med: high-resolution biomedical vision-language models — build, train, evaluate, serve."""
     set_debug(debug)
+    tune_cpu_allocator()
 
 # One line per area; order is the order of `--help`.
 COMMAND_MODULES = [

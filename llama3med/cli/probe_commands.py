@@ -27,10 +27,10 @@ def generate_command(
     test: int = typer.Option(DEFAULT_TEST, "--test", min=0, help="Number of test images."),
     size: int | None = typer.Option(
         None, min=MIN_SIZE, max=MAX_SIZE,
-        help="Image side in pixels (default: the format's, 896 for format 2 = the small preset's largest scale).",
+        help="Image side in pixels (default: the format's, 896 for formats 2 and 3 = the small preset's largest scale).",
     ),
     probe_format: int = typer.Option(
-        FORMAT_VERSION, "--format", help="2: calibrated (stippled targets, 896 px); 1: the first probe (1024 px)."
+        FORMAT_VERSION, "--format", help="3: calibrated (wide stippled targets, 896 px); 2: narrow stippled targets; 1: the first probe (solid, 1024 px)."
     ),
     force: bool = typer.Option(
         False, "--force", help="Regenerate even when a complete probe with these parameters is there."

@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -41,6 +41,7 @@ from llama3med.data.probe_images import (
     SIZE_CLASSES,
     SOLID,
     STIPPLE_DIAMETER,
+    STIPPLE_DIAMETER_FORMAT_2,
     STIPPLED,
     STYLES,
     Layout,
@@ -51,15 +52,31 @@ from llama3med.data.probe_images import (
     render,
 )
 
-FORMAT_VERSION = 2  # bump when the images or texts change, so that stale probes are regenerated
-# Format -> target look and default image side. Format 2 (calibrated, stippled targets) is drawn at the `small`
-# preset's largest scale, 896 px, so that no resize stands between the pixels and the encoder; format 1
-# (solid targets at 1024 px) stays selectable to reproduce earlier runs.
-FORMATS = {1: (SOLID, 1024), 2: (STIPPLED, 896)}
+FORMAT_VERSION = 3  # bump when the images or texts change, so that stale probes are regenerated
+
+
+class ProbeFormat(NamedTuple):
+    """What a probe format draws: the targets' look, the default image side and the stippled targets' diameters
+    (px at REFERENCE_SIZE per size class; None for solid targets)."""
+
+    look: str
+    size: int
+    stipple_diameter: dict[str, tuple[float, float]] | None = None
+
+
+# Formats 2 and 3 (stippled targets) are drawn at the `small` preset's largest scale, 896 px, so that no resize
+# stands between the pixels and the encoder; format 3 (the calibrated default) has discs wide enough to survive
+# S2's area pooling, format 2 the narrower first try; format 1 (solid targets at 1024 px) reproduces the first
+# runs. docs/EXPERIMENTS.md has the linear-probe measurements of each.
+FORMATS = {
+    1: ProbeFormat(SOLID, 1024),
+    2: ProbeFormat(STIPPLED, 896, STIPPLE_DIAMETER_FORMAT_2),
+    3: ProbeFormat(STIPPLED, 896, STIPPLE_DIAMETER),
+}
 SPLITS = ("train", "test")
 SPLIT_CODES = {"train": 0, "test": 1}
 DEFAULT_TRAIN, DEFAULT_TEST = 200, 100
-DEFAULT_SIZE = FORMATS[FORMAT_VERSION][1]
+DEFAULT_SIZE = FORMATS[FORMAT_VERSION].size
 MIN_SIZE, MAX_SIZE = 256, 4096
 COUNT_CHOICES, COUNT_WEIGHTS = (1, 2, 3), (0.5, 0.3, 0.2)  # targets per positive image
 CLOSED, OPEN = "CLOSED", "OPEN"
@@ -158,8 +175,9 @@ def plan_probe_image(
     n_targets = int(rng.choice(COUNT_CHOICES, p=COUNT_WEIGHTS)) if (index // 2) % 2 == 0 else 0
     size_class = SIZE_CLASSES[int(rng.integers(len(SIZE_CLASSES)))]
     plan = plan_radiograph if style == RADIOGRAPH else plan_microscopy
-    look = FORMATS[version][0]
-    return ProbeImage(image_id(split, index, total), split, index, plan(rng, size, n_targets, size_class, look))
+    look, _, diameter = FORMATS[version]
+    layout = plan(rng, size, n_targets, size_class, look, diameter or STIPPLE_DIAMETER)
+    return ProbeImage(image_id(split, index, total), split, index, layout)
 
 
 def render_probe_image(seed: int, image: ProbeImage, *, with_targets: bool = True) -> np.ndarray:
@@ -383,7 +401,7 @@ def generate_probe(
     Raises `ProbeError` for bad parameters, or when `out_dir` is a non-empty folder without probe.json.
     """
     version = FORMAT_VERSION if version is None else version
-    size = FORMATS.get(version, (None, DEFAULT_SIZE))[1] if size is None else size
+    size = FORMATS[version].size if version in FORMATS and size is None else size or DEFAULT_SIZE
     check_parameters(seed, n_train, n_test, size, version)
     out_dir = Path(out_dir)
     start = time.perf_counter()
@@ -458,14 +476,20 @@ TARGET_LIST = {
 - **Mitotic figures** (microscopy): dense, spiky chromosome plates, small 7-9 px or large 11-15 px long
   (at 1024 px), on tissue. At full size each is darker than every normal nucleus; at 224 px it is one
   more dark dot, as dark as many nuclei.""",
-    2: """- **Nodules** (radiographs): discs of calcific stippling on aerated lung, among end-on vessels (soft Gaussian
+}
+
+
+def stippled_target_list(diameter: dict[str, tuple[float, float]]) -> str:
+    """The README's target list of a stippled format, with its sizes at 896 px."""
+    small, large = ([d * 896 / REFERENCE_SIZE for d in diameter[c]] for c in ("small", "large"))
+    return f"""- **Nodules** (radiographs): discs of calcific stippling on aerated lung, among end-on vessels (soft Gaussian
   dots). **Mitotic figures** (microscopy): discs of clumped, granular chromatin on tissue, among normal nuclei.
 - Sizes at 896 px: small {small[0]:.0f}-{small[1]:.0f} px, large {large[0]:.0f}-{large[1]:.0f} px across; at 224 px a quarter of that, and
-  the texture itself (1 px at 896) is a quarter of a pixel: gone.""".format(
-        small=[d * 896 / REFERENCE_SIZE for d in STIPPLE_DIAMETER["small"]],
-        large=[d * 896 / REFERENCE_SIZE for d in STIPPLE_DIAMETER["large"]],
-    ),
-}
+  the texture itself (1 px at 896) is a quarter of a pixel: gone."""
+
+
+TARGET_LIST.update({v: stippled_target_list(f.stipple_diameter) for v, f in FORMATS.items() if f.stipple_diameter})
+TARGET_TEXT[3] = TARGET_TEXT[2]
 
 
 def probe_readme(parameters: dict[str, int], questions: dict[str, int]) -> str:

@@ -44,10 +44,13 @@ from PIL import Image
 
 REFERENCE_SIZE = 1024  # the pixel sizes below are at this image size
 SOLID, STIPPLED = "solid", "stippled"  # target looks of probe formats 1 and 2
-# Stippled (format 2) target diameters in px at REFERENCE_SIZE: at 896 px, small 21-26 and large 31-39 px, so
-# that a target covers a good part of one stride-32 cell of the `small` encoder at 896 px (calibrated with
-# `llama3med experiment linear-probe`, docs/EXPERIMENTS.md). Its texture is 1 px whatever its size.
-STIPPLE_DIAMETER = {"small": (24.0, 30.0), "large": (36.0, 44.0)}
+# Stippled target diameters in px at REFERENCE_SIZE (the texture is 1 px whatever the size). Format 3 (the
+# default): at 896 px small 56-70 and large 88-112 px, so that a target fills a good part of one token of the
+# `small` encoder's 896 px view after S2 area-pools its 28 x 28 map to 7 x 7 (a 128 px cell). Calibrated with
+# `llama3med experiment linear-probe` (docs/EXPERIMENTS.md): format 2's 21-39 px discs covered a tenth of a cell
+# or less and their presence read at 0.75 from the 896 px view; these read at 0.95.
+STIPPLE_DIAMETER = {"small": (64.0, 80.0), "large": (100.0, 128.0)}
+STIPPLE_DIAMETER_FORMAT_2 = {"small": (24.0, 30.0), "large": (36.0, 44.0)}
 STIPPLE_AMPLITUDE = 0.8  # fraction of the distance to black or white that each stipple pixel moves
 RADIOGRAPH, MICROSCOPY = "radiograph", "microscopy"
 STYLES = (RADIOGRAPH, MICROSCOPY)
@@ -138,6 +141,11 @@ def on_aerated_lung(geometry: dict[str, float], x: np.ndarray | float, y: np.nda
     return in_lung & ~inside_ellipse(x, y, heart_ellipse(geometry), 1.15)
 
 
+def target_spacing(diameters: dict[str, tuple[float, float]], least: float) -> float:
+    """Unit distance between target centres: `least`, or more where the largest targets would touch."""
+    return max(least, 1.1 * max(high for _, high in diameters.values()) / REFERENCE_SIZE)
+
+
 def place_points(
     rng: np.random.Generator, count: int, accept: Callable[[float, float], bool], min_distance: float
 ) -> list[tuple[float, float]]:
@@ -157,10 +165,15 @@ def nodule_mass(radius: np.ndarray | float) -> np.ndarray | float:
 
 
 def plan_radiograph(
-    rng: np.random.Generator, size: int, n_targets: int, size_class: str, look: str = SOLID
+    rng: np.random.Generator,
+    size: int,
+    n_targets: int,
+    size_class: str,
+    look: str = SOLID,
+    stipple_diameter: dict[str, tuple[float, float]] = STIPPLE_DIAMETER,
 ) -> Layout:
     """A frontal chest radiograph with `n_targets` nodules of `size_class` and `look` on aerated lung, among
-    end-on vessels."""
+    end-on vessels (stippled nodules drawn `stipple_diameter[size_class]` px across at REFERENCE_SIZE)."""
     scale = size / REFERENCE_SIZE
     geometry = {
         "body_x": 0.5 + rng.uniform(-0.012, 0.012),
@@ -178,8 +191,9 @@ def plan_radiograph(
         "gradient_y": rng.uniform(-0.06, 0.06),
     }
     targets = []
-    for x, y in place_points(rng, n_targets, lambda x, y: bool(on_aerated_lung(geometry, x, y)), 0.06):
-        diameters = STIPPLE_DIAMETER if look == STIPPLED else NODULE_DIAMETER
+    diameters = stipple_diameter if look == STIPPLED else NODULE_DIAMETER
+    spacing = target_spacing(diameters, 0.06)
+    for x, y in place_points(rng, n_targets, lambda x, y: bool(on_aerated_lung(geometry, x, y)), spacing):
         diameter = rng.uniform(*diameters[size_class]) * scale
         targets.append(Target(NODULE, x * size, y * size, diameter / 2, size_class))
 
@@ -208,10 +222,15 @@ def in_quadrant(x: float, y: float) -> bool:
 
 
 def plan_microscopy(
-    rng: np.random.Generator, size: int, n_targets: int, size_class: str, look: str = SOLID
+    rng: np.random.Generator,
+    size: int,
+    n_targets: int,
+    size_class: str,
+    look: str = SOLID,
+    stipple_diameter: dict[str, tuple[float, float]] = STIPPLE_DIAMETER,
 ) -> Layout:
     """An H&E-like field with `n_targets` mitotic figures of `size_class` and `look` among normal nuclei, on
-    tissue."""
+    tissue (stippled figures drawn `stipple_diameter[size_class]` px across at REFERENCE_SIZE)."""
     scale = size / REFERENCE_SIZE
     geometry = {
         "eosin": rng.uniform(0.42, 0.55),
@@ -230,7 +249,8 @@ def plan_microscopy(
         return in_quadrant(x, y) and not any(inside_ellipse(x, y, tuple(lumen), 1.3) for lumen in lumina)
 
     targets = []
-    for x, y in place_points(rng, n_targets, on_tissue_in_quadrant, 0.12):
+    spacing = target_spacing(stipple_diameter, 0.12) if look == STIPPLED else 0.12
+    for x, y in place_points(rng, n_targets, on_tissue_in_quadrant, spacing):
         length = rng.uniform(*MITOSIS_LENGTH[size_class]) * scale
         width = rng.uniform(2.2, 3.0) * scale
         angle = rng.uniform(0.0, np.pi)
@@ -245,7 +265,7 @@ def plan_microscopy(
         )
         radius = max(length / 2, *(np.hypot(dx, dy) + r for dx, dy, r in clumps))
         if look == STIPPLED:  # a granular disc instead of the plate (its shape fields are kept, unused)
-            radius = rng.uniform(*STIPPLE_DIAMETER[size_class]) * scale / 2
+            radius = rng.uniform(*stipple_diameter[size_class]) * scale / 2
         targets.append(
             Target(MITOSIS, x * size, y * size, float(radius), size_class, length, width, angle, clumps)
         )

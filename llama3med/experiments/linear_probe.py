@@ -56,7 +56,7 @@ class ProbeLabels:
 
 def probe_labels(probe_dir: Path, split: str) -> ProbeLabels:
     """Labels of every image of `split`: presence, count and position (side or quadrant, -1 if not asked)."""
-    from llama3med.data.jsonl import read_jsonl
+    from llama3med.io.jsonl import read_jsonl
 
     records = [r for _, r in read_jsonl(Path(probe_dir) / "targets.jsonl") if r["split"] == split]
     questions = {(q["image"], q["question_type"]): q["answer"] for _, q in read_jsonl(Path(probe_dir) / f"{split}.jsonl")}
@@ -99,6 +99,27 @@ def pooled_views(per_scale: Sequence[dict[str, np.ndarray]], rows: slice | np.nd
     }
 
 
+class SpanProjection:
+    """scikit-learn transformer: coordinates in an orthonormal basis of the span of the training rows.
+
+    With far more features than images (up to 18 x 1280 pooled features for a few hundred images), an
+    L2-regularised linear model's optimum lies in the span of its training rows (the representer theorem): a
+    weight component orthogonal to every row changes no score and only adds to the penalty. Rotating the rows onto
+    that span (at most N dimensions) keeps every dot product and the penalty, so the fitted classifier is the same
+    one, found in seconds instead of minutes."""
+
+    def fit(self, x: np.ndarray, y: Any = None) -> SpanProjection:
+        _, singular, basis = np.linalg.svd(np.asarray(x, dtype=np.float64), full_matrices=False)  # basis [r, D]
+        self.basis_ = basis[singular > singular.max() * 1e-10]
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) @ self.basis_.T  # [N, r]
+
+    def fit_transform(self, x: np.ndarray, y: Any = None) -> np.ndarray:
+        return self.fit(x).transform(x)
+
+
 def fit_and_score(
     train_x: Views | np.ndarray, train_y: np.ndarray, test_x: Views | np.ndarray, test_y: np.ndarray, seed: int
 ) -> dict[str, Any]:
@@ -113,7 +134,7 @@ def fit_and_score(
     from sklearn.preprocessing import StandardScaler
 
     def model(c: float) -> Any:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
+        return make_pipeline(StandardScaler(), SpanProjection(), LogisticRegression(C=c, max_iter=1000))
 
     if isinstance(train_x, np.ndarray):
         train_x, test_x = {"given": train_x}, {"given": test_x}
@@ -192,7 +213,8 @@ def encode_probe(
     Returns the features, the grid side g, the per-scale width C and the encoder fingerprint."""
     import torch
 
-    from llama3med.model.presets import build_preset, cache_dir
+    from llama3med.folders import cache_dir
+    from llama3med.model.presets import build_preset
     from llama3med.train.feature_cache import FeatureCache, encoder_fingerprint
 
     model, processor = built or build_preset(preset, scales=list(scales), tile_size=min(scales))

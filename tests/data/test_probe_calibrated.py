@@ -8,35 +8,50 @@ import pytest
 import torch
 
 from llama3med.data.probe import FORMAT_VERSION, FORMATS, generate_probe, plan_probe_image, render_probe_image
-from llama3med.data.probe_images import REFERENCE_SIZE, STIPPLE_DIAMETER, STIPPLED, stipple
+from llama3med.data.probe_images import (
+    REFERENCE_SIZE,
+    STIPPLE_DIAMETER,
+    STIPPLE_DIAMETER_FORMAT_2,
+    STIPPLED,
+    stipple,
+)
 from llama3med.model.multiscale import resize_to_scales
 
-SIZE = FORMATS[2][1]
+SIZE = FORMATS[3].size
 SCALES = (224, 448, 896)
 
 
-def test_format_2_is_the_default_and_is_drawn_at_the_small_presets_largest_scale() -> None:
-    import inspect
+def test_format_3_is_the_default_and_is_drawn_at_the_small_presets_largest_scale() -> None:
+    from llama3med.model.presets import build_preset
 
-    from llama3med.model.presets import small
-
-    assert FORMAT_VERSION == 2 and FORMATS[2] == (STIPPLED, 896)
-    assert "[224, 448, 896]" in inspect.getsource(small)  # the preset's scales: no resize before the encoder
+    assert FORMAT_VERSION == 3 and FORMATS[3] == (STIPPLED, 896, STIPPLE_DIAMETER)
+    assert FORMATS[2] == (STIPPLED, 896, STIPPLE_DIAMETER_FORMAT_2)
+    model, processor = build_preset("small")
+    assert max(model.config.scales) == processor.image_processor.image_size == SIZE  # no resize before the encoder
 
 
 @pytest.mark.parametrize("size_class", ["small", "large"])
-def test_target_sizes_per_scale(size_class: str) -> None:
-    """Diameters at 896 px cover a good part of one stride-32 encoder cell; the 1 px texture is a quarter pixel
-    at 224 px and half a pixel at 448 px."""
-    low, high = (d * SIZE / REFERENCE_SIZE for d in STIPPLE_DIAMETER[size_class])
-    diameters = []
+@pytest.mark.parametrize("version", [2, 3])
+def test_target_sizes_per_scale(size_class: str, version: int) -> None:
+    """Format 3's discs fill a good part of one 128 px cell of the 896 px view's 7 x 7 tokens (S2 area-pools the
+    28 x 28 map of that view to 7 x 7); format 2's cover a sixth of a cell's width at most. The 1 px texture is a
+    quarter pixel at 224 px and half a pixel at 448 px whatever the disc's size."""
+    low, high = (d * SIZE / REFERENCE_SIZE for d in FORMATS[version].stipple_diameter[size_class])
+    diameters, spacing_ok = [], True
     for index in range(0, 400, 4):  # images with targets: index // 2 even
-        image = plan_probe_image(3, "train", index, SIZE, 400)
-        diameters += [2 * t.radius for t in image.layout.targets if t.size_class == size_class]
+        targets = plan_probe_image(3, "train", index, SIZE, 400, version=version).layout.targets
+        diameters += [2 * t.radius for t in targets if t.size_class == size_class]
+        spacing_ok &= all(np.hypot(a.x - b.x, a.y - b.y) > a.radius + b.radius
+                          for i, a in enumerate(targets) for b in targets[i + 1:])
     assert diameters and low - 1e-6 <= min(diameters) and max(diameters) <= high + 1e-6
+    assert spacing_ok  # targets never touch: counting them is well defined
     at = {scale: np.array(diameters) * scale / SIZE for scale in SCALES}
-    assert at[896].min() >= 20.0 and at[896].max() <= 40.0
-    assert at[224].max() <= 10.0  # a few pixels across at 224 px: the disc is there, its texture is not
+    cell = SIZE / 7  # one token of the 896 px view after pooling to the 7 x 7 base grid
+    if version == 3:
+        assert 0.4 * cell <= at[896].min() and at[896].max() <= cell
+        assert at[224].max() <= 28.0
+    else:
+        assert 20.0 <= at[896].min() and at[896].max() <= 40.0
     texture_pixel = {scale: scale / SIZE for scale in SCALES}
     assert texture_pixel == {224: 0.25, 448: 0.5, 896: 1.0}
 

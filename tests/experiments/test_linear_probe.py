@@ -119,3 +119,21 @@ def test_run_writes_the_summary_per_arm_and_slice(tmp_path) -> None:
 
 def presence_of(summary: dict, arm: str) -> float:
     return summary["arms"][arm]["presence"]["test_accuracy"]
+
+
+def test_span_projection_finds_the_same_classifier_as_the_full_features() -> None:
+    """More features than rows: fitting in the span of the training rows gives the same decision values."""
+    from sklearn.linear_model import LogisticRegression
+
+    from llama3med.experiments.linear_probe import SpanProjection
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 500))
+    y = (x[:, :5].sum(axis=1) > 0).astype(int)
+    test = rng.normal(size=(20, 500))
+    full = LogisticRegression(C=0.1, max_iter=5000, tol=1e-10).fit(x, y)
+    projection = SpanProjection().fit(x)
+    assert projection.basis_.shape == (40, 500)
+    reduced = LogisticRegression(C=0.1, max_iter=5000, tol=1e-10).fit(projection.transform(x), y)
+    np.testing.assert_allclose(reduced.decision_function(projection.transform(test)), full.decision_function(test),
+                               atol=1e-5)
