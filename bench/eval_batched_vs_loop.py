@@ -44,11 +44,11 @@ def load_avg() -> str:
 
 
 def run_slice(api_for, spec: str, args: argparse.Namespace) -> dict:
-    from llama3med.data.images import load_image
     from llama3med.eval.answerers import Decoding, Llama3MedAnswerer
     from llama3med.eval.benchmarks import load_benchmark
     from llama3med.eval.runner import run_benchmark
     from llama3med.eval.templates import PromptTemplates
+    from llama3med.io.images import load_image
 
     name, count = parse_slice(spec)
     benchmark = load_benchmark(name, args.data_root / name).limited(count)

@@ -5,7 +5,7 @@ on a CPU-only, offline machine.
 `RUN_BY` maps each runnable command to the scenario (a test below) that runs it, in a folder holding what the
 docs say the reader has: `LLAMA3MED_DATA_ROOT` pointing at the shared benchmarks, the image files the commands
 name (`chest.png` is a real 1024 x 1291 VQA-RAD radiograph, 533 KiB as PNG; the DICOM and NIfTI files are
-written by `tests/data/medical_files.py`), and the model folders earlier documented commands build. Where a
+written by `tests/medical_files.py`), and the model folders earlier documented commands build. Where a
 command names the output of a run this check cannot afford (`outputs/demo/model`, the demo's trained model;
 `outputs/my-model`), the scenario says which folder stands in for it. A new or changed command fails
 `test_every_documented_command_is_classified` until it is added to one of the two tables.
@@ -255,8 +255,6 @@ def write_chest_png(folder: Path, benchmarks_dir: Path) -> Path:
 def write_medical_files(folder: Path) -> None:
     """scan.dcm and head_ct.dcm (CT slices with a bright bone ring), vol.nii.gz (a 24-slice volume)."""
     import numpy as np
-
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "data"))
     from medical_files import ct_dataset, write_dicom, write_nifti
 
     yy, xx = np.mgrid[-64:64, -64:64]

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from llama3med.data.image_safety import ImageLimits
+from llama3med.io.image_safety import ImageLimits
 
 KEY_BYTES = 32
 DEFAULT_LIMITS = ImageLimits()
@@ -57,7 +57,7 @@ def inspect_image(
 
     Prints the format, sizes, frame or slice and the window used; never a patient identifier.
     """
-    from llama3med.data.images import IMAGE_INFO_KEY, ImageLoadError, load_image
+    from llama3med.io.images import IMAGE_INFO_KEY, ImageLoadError, load_image
 
     defaults = ImageLimits()
     limits = ImageLimits(
@@ -122,7 +122,7 @@ def anonymize(
     Never stops on one file: links, FIFOs, devices, unreadable, corrupt and non-DICOM entries are skipped and
     listed with the reason; a rerun with the same --key-file resumes.
     """
-    from llama3med.data.anonymize import anonymize_dicom_folder
+    from llama3med.io.anonymize import anonymize_dicom_folder
 
     key = _load_or_create_key(key_file) if key_file is not None else None
     try:

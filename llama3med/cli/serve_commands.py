@@ -43,7 +43,7 @@ def generation_options(max_new_tokens: int, temperature: float, top_p: float, st
 
 def image_options(window: str | None, frame: int | None, slice_index: int | None) -> dict[str, Any]:
     """Keyword arguments for `load_image`; a bad `--window` is refused before the model loads."""
-    from llama3med.data.intensity import parse_window
+    from llama3med.io.intensity import parse_window
 
     try:
         parse_window(window)
@@ -75,7 +75,7 @@ def load_api(model: Path, device: str | None) -> Any:
 
 def open_image(path: Path, options: dict[str, Any]) -> Any:
     """Load an image or exit with the loader's reason."""
-    from llama3med.data.images import ImageLoadError, load_image
+    from llama3med.io.images import ImageLoadError, load_image
 
     try:
         return load_image(path, **options)
@@ -127,7 +127,7 @@ def chat(
 ) -> None:
     """Talk about an image interactively: multi-turn, streamed answers. /image PATH, /reset, /exit."""
     set_threads(threads)
-    from llama3med.data.images import ImageLoadError, load_image
+    from llama3med.io.images import ImageLoadError, load_image
     from llama3med.serve.session import ChatSession
 
     options = image_options(window, frame, slice_index)

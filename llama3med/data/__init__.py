@@ -1,4 +1,4 @@
-"""Data: loading medical images (DICOM, NIfTI, 16-bit and odd colour modes) safely, and de-identifying DICOM."""
+"""Data: training conversations (readers, the dataset, label masking) and the synthetic fine-detail probe."""
 
 # The environment variable naming the data root: the folder holding the data sets (vqa-rad/, slake/, pathvqa/,
 # captions-sample/, LLaVA-Med's files). `eval` / `score` read the official benchmarks under it, the shipped

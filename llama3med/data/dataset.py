@@ -43,7 +43,7 @@ class ImageScan:
 
 def scan_image(path: Path) -> ImageScan:
     """Hash the file's bytes and decode it once through `load_image`."""
-    from llama3med.data.images import ImageLoadError, load_image
+    from llama3med.io.images import ImageLoadError, load_image
 
     try:
         data = path.read_bytes()

@@ -27,8 +27,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from llama3med.data.jsonl import read_jsonl
 from llama3med.eval.metrics import CLOSED, OPEN, YES_NO
+from llama3med.io.jsonl import read_jsonl
 
 BENCHMARKS = ("vqa-rad", "slake", "pathvqa")
 LAYOUTS = ("auto", "jsonl", "original", "parquet")

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from llama3med.data import DATA_ROOT_ENV
-from llama3med.data.jsonl import read_jsonl
 from llama3med.eval.benchmarks import (
     BENCHMARKS,
     Benchmark,
@@ -48,6 +47,7 @@ from llama3med.eval.benchmarks import (
     read_json_list,
     unique_ids,
 )
+from llama3med.io.jsonl import read_jsonl
 
 EXPLICIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # LLaVA-Med's question texts start with the image tag; the image goes to the model separately.

@@ -13,8 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from llama3med.data.jsonl import read_jsonl
 from llama3med.eval.benchmarks import BENCHMARKS, DISPLAY_NAMES, Benchmark
+from llama3med.io.jsonl import read_jsonl
 
 # LLaVA-Med v1 evaluation notebook, zero-shot; (open recall, closed accuracy) per benchmark.
 PUBLISHED_ZERO_SHOT: list[dict[str, Any]] = [

@@ -14,11 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from llama3med.data.jsonl import drop_torn_last_line
 from llama3med.eval.answerers import Answerer
 from llama3med.eval.benchmarks import Benchmark, Question
 from llama3med.eval.metrics import score_answer
 from llama3med.eval.templates import PromptTemplates
+from llama3med.io.jsonl import drop_torn_last_line
 
 T = TypeVar("T")
 
@@ -86,10 +86,10 @@ def run_benchmark(
     The questions are answered grouped by image (`grouped_by_image`), so all questions on one image pass while
     its features are held and each image is encoded once; lines are appended in that order as batches finish
     (an interrupted run keeps them), and the finished file is rewritten in the benchmark's question order.
-    Images are loaded through `llama3med.data.images.load_image` (the last few kept in memory). Returns all
+    Images are loaded through `llama3med.io.images.load_image` (the last few kept in memory). Returns all
     predictions by id, in question order.
     """
-    from llama3med.data.images import load_image
+    from llama3med.io.images import load_image
 
     load = lru_cache(maxsize=64)(load_image)
     done = completed_predictions(predictions_path, benchmark)

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from llama3med.data.jsonl import read_jsonl
 from llama3med.eval.benchmarks import Benchmark, Question
 from llama3med.eval.metrics import CLOSED, OPEN, score_answer
+from llama3med.io.jsonl import read_jsonl
 
 OPEN_METRICS = ("llava_med_open_recall", "open_exact_match", "open_f1", "bleu1")
 CLOSED_METRICS = ("llava_med_closed_accuracy", "strict_closed_accuracy")

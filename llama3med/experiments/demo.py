@@ -159,7 +159,7 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
 
 def prediction_rows(eval_dir: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
     """The evaluation's per-question rows (question id, prediction, reference, scores) of the one data set."""
-    from llama3med.data.jsonl import read_jsonl
+    from llama3med.io.jsonl import read_jsonl
 
     name = next(iter(report["benchmarks"]))
     return [row for _, row in read_jsonl(Path(eval_dir) / "predictions" / f"{name}.jsonl")]
@@ -189,7 +189,7 @@ def example_question(questions: list[Any], eval_dir: Path, report: dict[str, Any
 
 def target_description(data_dir: Path, image_file: str) -> str:
     """Where the targets of one probe image are, in words and pixels (from targets.jsonl)."""
-    from llama3med.data.jsonl import read_jsonl
+    from llama3med.io.jsonl import read_jsonl
 
     for _, record in read_jsonl(data_dir / "targets.jsonl"):
         if record["image"] == image_file:

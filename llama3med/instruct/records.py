@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llama3med.data.jsonl import read_jsonl
+from llama3med.io.jsonl import read_jsonl
 
 # MedICaT (and PMC-derived sets) call the sentences that cite a figure `inline_references`.
 MENTION_FIELDS = ("mentions", "inline_references")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llama3med.data.jsonl import read_jsonl as read_jsonl_lines
+from llama3med.io.jsonl import read_jsonl as read_jsonl_lines
 
 CONVERSATIONS_FILE = "conversations.jsonl"
 REJECTS_FILE = "rejects.jsonl"

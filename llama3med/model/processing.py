@@ -16,14 +16,14 @@ from transformers.image_processing_utils import BaseImageProcessor
 from llama3med.model.normalization import CLIP, RESAMPLING_FILTERS, ImageNormalization
 from llama3med.model.tokenization import with_content_parts
 
-ImageInput = Any  # path, bytes, PIL image or numpy array; decoded by llama3med.data.images.load_image
+ImageInput = Any  # path, bytes, PIL image or numpy array; decoded by llama3med.io.images.load_image
 
 
 def to_rgb_image(image: ImageInput) -> Image.Image:
     """Any supported image input -> RGB PIL image, through the one image-loading module."""
     if isinstance(image, Image.Image) and image.mode == "RGB":
         return image
-    from llama3med.data.images import load_image
+    from llama3med.io.images import load_image
 
     return load_image(image)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from llama3med.data.images import ImageLimits
+    from llama3med.io.images import ImageLimits
 
 MiB = 1024 * 1024
 
@@ -34,7 +34,7 @@ class ServerLimits:
 
     def image_limits(self) -> ImageLimits:
         """The image loader's limits for images sent to the server (imported lazily: it pulls in decoders)."""
-        from llama3med.data.images import ImageLimits
+        from llama3med.io.images import ImageLimits
 
         return ImageLimits(
             max_pixels=self.max_image_pixels,

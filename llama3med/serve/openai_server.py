@@ -161,7 +161,7 @@ def create_app(
 
     def prepare(parsed: ParsedConversation, settings: GenerationSettings) -> ChatRequest:
         """Decode the image and check the prompt length (CPU work: runs in a thread)."""
-        from llama3med.data.images import ImageLoadError, load_image
+        from llama3med.io.images import ImageLoadError, load_image
 
         try:
             image = None if parsed.image_bytes is None else load_image(parsed.image_bytes, limits=limits.image_limits())

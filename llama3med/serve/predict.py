@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llama3med.api import ChatRequest, Llama3Med
-from llama3med.data.jsonl import drop_torn_last_line, read_jsonl
+from llama3med.io.jsonl import drop_torn_last_line, read_jsonl
 
 
 class PredictionInputError(ValueError):
@@ -130,7 +130,7 @@ def predict_file(
 
     `on_batch(n)` is called after each batch of `n` answers has been written.
     """
-    from llama3med.data.images import ImageLoadError, load_image
+    from llama3med.io.images import ImageLoadError, load_image
 
     questions = read_questions(questions_path)
     done = answered_ids(out)

@@ -1,7 +1,7 @@
 """Gradio web UI: upload an image (or pick an example), ask questions, keep the conversation, tune generation.
 
 It answers through the same Python API as the CLI and the server (`Llama3Med.stream_generate`), and loads
-images only through `llama3med.data.images.load_image` with the same limits as the server.
+images only through `llama3med.io.images.load_image` with the same limits as the server.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def build_web_app(
 ) -> gr.Blocks:
     """The Gradio app answering with `api`; `generation` sets the sliders' starting values
     (`max_new_tokens`, `temperature`, `top_p`)."""
-    from llama3med.data.images import ImageLoadError, load_image
+    from llama3med.io.images import ImageLoadError, load_image
 
     limits = limits or ServerLimits()
     examples = example_images(examples_dir)

@@ -61,7 +61,7 @@ def count_encoded_images(api: Llama3Med, monkeypatch: pytest.MonkeyPatch) -> lis
 
 def loop_answers(model_dir: Path, benchmark: Benchmark) -> list[str]:
     """The reference: one question per call in file order, nothing reused between calls."""
-    from llama3med.data.images import load_image
+    from llama3med.io.images import load_image
 
     answerer = Llama3MedAnswerer.from_pretrained(model_dir, DECODING)
     answerer.api.image_features.max_bytes = 0

@@ -14,8 +14,8 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from data.hostile_files import bare_dicom_bytes, deflated_dicom, nifti_voxel_bomb, rle_dicom_bomb
-from data.medical_files import ct_dataset
+from hostile_files import bare_dicom_bytes, deflated_dicom, nifti_voxel_bomb, rle_dicom_bomb
+from medical_files import ct_dataset
 from serve_helpers import API_KEY, data_url, image_message, png_bytes
 
 MiB = 1024 * 1024

@@ -97,7 +97,7 @@ def test_image_options_reach_the_loader(tiny_model_dir, tiny_api, tmp_path) -> N
     import nibabel as nib
     import numpy as np
 
-    from llama3med.data.images import load_image
+    from llama3med.io.images import load_image
 
     volume = np.random.default_rng(3).normal(50, 40, size=(48, 40, 6)).astype(np.float32)  # [x, y, slices]
     volume[..., 4] += 300  # slice 4 is much brighter: a different slice or window is a different image

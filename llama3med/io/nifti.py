@@ -16,8 +16,8 @@ from typing import IO, Any
 import nibabel as nib
 import numpy as np
 
-from llama3med.data.image_safety import ImageLimits, ImageLoadError
-from llama3med.data.intensity import (
+from llama3med.io.image_safety import ImageLimits, ImageLoadError
+from llama3med.io.intensity import (
     Window,
     apply_window,
     evenly_spaced_indices,

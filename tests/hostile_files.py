@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from data.medical_files import ct_dataset, png_chunk, write_dicom  # tests/ is on sys.path (root conftest)
+from medical_files import ct_dataset, png_chunk, write_dicom  # tests/ is on sys.path (root conftest)
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate

@@ -25,7 +25,7 @@ from medical_files import (
 )
 from PIL import Image
 
-from llama3med.data.images import IMAGE_INFO_KEY, ImageLimits, ImageLoadError, load_image
+from llama3med.io.images import IMAGE_INFO_KEY, ImageLimits, ImageLoadError, load_image
 
 pytestmark = pytest.mark.timeout(60)
 

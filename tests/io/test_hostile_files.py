@@ -36,7 +36,7 @@ from pydicom.uid import RLELossless
 from typer.testing import CliRunner
 
 from llama3med.cli.main import app
-from llama3med.data.images import ImageLimits, ImageLoadError, load_image
+from llama3med.io.images import ImageLimits, ImageLoadError, load_image
 from llama3med.serve.conversation import decode_data_url
 from llama3med.serve.limits import ServerLimits
 
@@ -83,7 +83,7 @@ MEASURE = textwrap.dedent(
     """
     import json, os, resource, sys, time
     from pathlib import Path
-    from llama3med.data.images import ImageLoadError, load_image
+    from llama3med.io.images import ImageLoadError, load_image
 
     def peak():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -32,8 +32,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from llama3med.data.image_safety import ImageLimits, ImageLoadError, MiB
-from llama3med.data.intensity import (
+from llama3med.io.image_safety import ImageLimits, ImageLoadError, MiB
+from llama3med.io.intensity import (
     MINMAX,
     Window,
     apply_window,

@@ -19,11 +19,11 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
-from llama3med.data.dicom import is_dicom_header, looks_like_bare_dicom, read_dicom_pixels
-from llama3med.data.image_safety import ImageLimits, ImageLoadError
-from llama3med.data.intensity import WINDOW_PRESETS, Window, WindowSpec, parse_window
-from llama3med.data.nifti import GZIP_MAGIC, gunzip_head, nifti_version, read_nifti_pixels
-from llama3med.data.raster import array_to_rgb, open_raster, pil_to_rgb
+from llama3med.io.dicom import is_dicom_header, looks_like_bare_dicom, read_dicom_pixels
+from llama3med.io.image_safety import ImageLimits, ImageLoadError
+from llama3med.io.intensity import WINDOW_PRESETS, Window, WindowSpec, parse_window
+from llama3med.io.nifti import GZIP_MAGIC, gunzip_head, nifti_version, read_nifti_pixels
+from llama3med.io.raster import array_to_rgb, open_raster, pil_to_rgb
 
 __all__ = ["IMAGE_INFO_KEY", "WINDOW_PRESETS", "ImageLimits", "ImageLoadError", "ImageSource", "load_image"]
 

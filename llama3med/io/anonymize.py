@@ -43,8 +43,8 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, MediaStorageDirectoryStorage
 
-from llama3med.data.dicom import is_dicom_header, looks_like_bare_dicom, read_dicom_dataset
-from llama3med.data.image_safety import ImageLimits, ImageLoadError
+from llama3med.io.dicom import is_dicom_header, looks_like_bare_dicom, read_dicom_dataset
+from llama3med.io.image_safety import ImageLimits, ImageLoadError
 
 ANNEX_E_EDITION = "dicomfields_2026c"  # dicom-anonymizer's table of the 2026c edition of PS3.15
 DEIDENTIFICATION_METHOD = "llama3med anonymize: PS3.15 Annex E basic profile"  # LO: 64 characters at most

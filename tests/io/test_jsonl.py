@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llama3med.data.jsonl import drop_torn_last_line, read_jsonl
+from llama3med.io.jsonl import drop_torn_last_line, read_jsonl
 
 
 class CustomError(ValueError):

@@ -12,8 +12,8 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from llama3med.data.image_safety import ImageLimits, ImageLoadError
-from llama3med.data.intensity import Window, apply_window, minmax_window
+from llama3med.io.image_safety import ImageLimits, ImageLoadError
+from llama3med.io.intensity import Window, apply_window, minmax_window
 
 # Single-channel modes with more than 8 bits per pixel: the only raster modes a window applies to.
 HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")

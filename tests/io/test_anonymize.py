@@ -21,8 +21,8 @@ from pydicom.dataset import Dataset
 from typer.testing import CliRunner
 
 from llama3med.cli.image_commands import register
-from llama3med.data.anonymize import anonymize_dicom_folder, basic_profile
-from llama3med.data.images import load_image
+from llama3med.io.anonymize import anonymize_dicom_folder, basic_profile
+from llama3med.io.images import load_image
 
 pytestmark = pytest.mark.timeout(60)
 
