@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from llama3med.data.conversations import Conversation, DataReport
 from llama3med.data.supervision import IGNORE_INDEX, SampleTooLong, SupervisedSample, fit_length, supervise
+from llama3med.io.files import atomic_write
 from llama3med.model.processing import Llama3MedProcessor
 
 
@@ -89,9 +90,7 @@ def scan_images(
                 "detail": scan.detail,
             }
     if index_file is not None and todo:
-        tmp = index_file.with_name(f".{index_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(index))
-        os.replace(tmp, index_file)
+        atomic_write(index_file, json.dumps(index))
     return results
 
 

@@ -8,7 +8,6 @@ batch; a rerun reads the file, drops a torn last line, and answers only the ques
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +17,7 @@ from llama3med.eval.answerers import Answerer
 from llama3med.eval.benchmarks import Benchmark, Question
 from llama3med.eval.metrics import score_answer
 from llama3med.eval.templates import PromptTemplates
+from llama3med.io.files import atomic_write
 from llama3med.io.jsonl import drop_torn_last_line
 
 T = TypeVar("T")
@@ -125,9 +125,7 @@ def write_in_question_order(path: Path, benchmark: Benchmark) -> None:
     ordered = [by_id[q.id] for q in benchmark.questions]
     if ordered == lines:
         return
-    temporary = path.with_name(f".{path.name}.reordering")
-    temporary.write_text("".join(ordered), encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write(path, "".join(ordered))
 
 
 def prediction_record(question: Question, prediction: str) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, MediaStorageDirectoryStorage
 
 from llama3med.io.dicom import is_dicom_header, looks_like_bare_dicom, read_dicom_dataset
+from llama3med.io.files import atomic_write
 from llama3med.io.image_safety import ImageLimits, ImageLoadError
 
 ANNEX_E_EDITION = "dicomfields_2026c"  # dicom-anonymizer's table of the 2026c edition of PS3.15
@@ -292,17 +293,15 @@ def _name_for(uid: str) -> str:
 
 
 def _write_atomically(ds: Dataset, target: Path) -> None:
-    """Write `ds` to a temporary file beside `target`, sync it, then rename it into place."""
+    """Write `ds` to `<target>.partial`, sync it, then rename it into place; a rerun overwrites the `.partial`
+    file a killed run left."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    try:
-        with open(partial, "wb") as handle:
-            ds.save_as(handle, enforce_file_format=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    atomic_write(
+        target,
+        lambda handle: ds.save_as(handle, enforce_file_format=True),
+        sync=True,
+        temporary=target.with_name(target.name + ".partial"),
+    )
 
 
 def anonymize_dataset(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llama3med.api import ChatRequest, Llama3Med
+from llama3med.io.files import atomic_write
 from llama3med.io.jsonl import drop_torn_last_line, read_jsonl
 
 
@@ -110,9 +111,7 @@ def write_in_input_order(out: Path, questions: list[Question]) -> None:
     ordered = [line for _, line in sorted(keyed, key=lambda item: item[0])]  # stable: foreign lines keep order
     if ordered == lines:
         return
-    temporary = out.with_name(f".{out.name}.reordering")
-    temporary.write_text("".join(ordered), encoding="utf-8")
-    os.replace(temporary, out)
+    atomic_write(out, "".join(ordered))
 
 
 def predict_file(

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from llama3med.io.files import atomic_write
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
 from llama3med.model.processing import Llama3MedImageProcessor
 
@@ -77,14 +76,7 @@ class FeatureCache:
         path = self.path(image_sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
         features = features.detach().to("cpu", self.dtype or features.dtype).contiguous()
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{image_sha256[:8]}", suffix=".tmp")
-        os.close(handle)
-        try:
-            save_file({"features": features}, tmp, metadata={"fingerprint": self.fingerprint})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, save({"features": features}, metadata={"fingerprint": self.fingerprint}))
 
     def fill(
         self,

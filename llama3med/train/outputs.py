@@ -16,7 +16,6 @@ model folder (the recipe's model folder, or `base-model/` inside the output for 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import yaml
 
 from llama3med.data.dataset import TrainingSample
+from llama3med.io.files import atomic_write
 
 MANIFEST_FILE = "training_manifest.jsonl"
 REPORT_FILE = "data_report.json"
@@ -54,19 +54,13 @@ def read_manifest(folder: str | Path | None) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_manifest(folder: Path, *entry_lists: Iterable[dict[str, str]]) -> int:
     """Write the de-duplicated union of the entry lists; returns the number of lines."""
     seen: dict[tuple[str, str, str], dict[str, str]] = {}
     for entries in entry_lists:
         for entry in entries:
             seen.setdefault((entry["source"], entry["image"], entry["image_sha256"]), entry)
-    write_atomic(folder / MANIFEST_FILE, "".join(json.dumps(e) + "\n" for e in seen.values()))
+    atomic_write(folder / MANIFEST_FILE, "".join(json.dumps(e) + "\n" for e in seen.values()))
     return len(seen)
 
 
@@ -103,9 +97,9 @@ def write_run_files(
     """Manifest, run info, data report and recipe next to a saved model."""
     folder.mkdir(parents=True, exist_ok=True)
     write_manifest(folder, *manifests)
-    write_atomic(folder / RUN_INFO_FILE, json.dumps(info, indent=2))
-    write_atomic(folder / REPORT_FILE, json.dumps(report, indent=2))
-    write_atomic(folder / RECIPE_FILE, yaml.safe_dump(recipe, sort_keys=False))
+    atomic_write(folder / RUN_INFO_FILE, json.dumps(info, indent=2))
+    atomic_write(folder / REPORT_FILE, json.dumps(report, indent=2))
+    atomic_write(folder / RECIPE_FILE, yaml.safe_dump(recipe, sort_keys=False))
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
