@@ -1,6 +1,7 @@
-"""What a folder given as a model is: a model folder (config, weights, processor) or a LoRA adapter folder
-over one, with a one-line message for anything else. Nothing here imports torch or transformers, so the CLI
-can check a path before it loads a model.
+"""The folders llama3med works with: what a folder given as a model is (a model folder with config, weights
+and processor, or a LoRA adapter folder over one, with a one-line message for anything else), and the cache
+folder (`cache_dir`). Nothing here imports torch or transformers, so the CLI can check a path before it loads a
+model, and every layer of the package can find the cache.
 
 A LoRA adapter folder is a standard PEFT folder: `adapter_config.json`, whose `base_model_name_or_path` is the
 base model folder, and the adapter weights (plus, from our training, the processor).
@@ -9,6 +10,7 @@ base model folder, and the adapter weights (plus, from our training, the process
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,13 @@ from typing import Any
 CONFIG_FILE = "config.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+CACHE_ENV = "LLAMA3MED_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where converted pretrained parts and frozen features are kept: `$LLAMA3MED_CACHE`, default
+    `~/.cache/llama3med`."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "llama3med"))
 
 
 class ModelFolderError(ValueError):

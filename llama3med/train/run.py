@@ -40,7 +40,7 @@ def feature_cache_for(recipe: Recipe, model: Any, processor: Any) -> Any:
     """The recipe's feature cache for this model's encoder (None when the cache is off)."""
     if not recipe.use_feature_cache:
         return None
-    from llama3med.model.presets import cache_dir
+    from llama3med.folders import cache_dir
     from llama3med.train.feature_cache import FeatureCache, encoder_fingerprint
     from llama3med.train.model_setup import gathered
 

@@ -48,7 +48,7 @@ def llama3_processor() -> Llama3MedProcessor:
 def smollm2_processor() -> Llama3MedProcessor:
     from transformers import AutoTokenizer
 
-    from llama3med.model.presets import smollm2_folder
+    from llama3med.model.pretrained import smollm2_folder
 
     try:
         return processor_for(AutoTokenizer.from_pretrained(smollm2_folder()))

@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from llama3med.api import Llama3Med
-from llama3med.model.presets import build_preset, efficientnet_lite0_weights
+from llama3med.model.presets import build_preset
 
 
 def test_tiny_builds_quickly() -> None:
@@ -61,20 +60,6 @@ def test_build_command_documents_the_authors_preset() -> None:
     assert "llama3-med-8b-authors" in result.output and "224/672/1344" in result.output
     refused = CliRunner().invoke(app, ["build", "llama3-med-8b-authors", "--out", "unused"])
     assert refused.exit_code != 0 and "--vision-path" in refused.output
-
-
-def test_efficientnet_lite_port_matches_the_reference_package() -> None:
-    reference_package = pytest.importorskip("efficientnet_lite_pytorch")
-    from llama3med.model.efficientnet_lite import EfficientNetLiteConfig, EfficientNetLiteModel
-
-    weights = efficientnet_lite0_weights()
-    ours = EfficientNetLiteModel(EfficientNetLiteConfig()).eval()
-    ours.load_state_dict(weights)
-    reference = reference_package.EfficientNet.from_name("efficientnet-lite0").eval()
-    reference.load_state_dict(weights, strict=False)
-    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        torch.testing.assert_close(ours(images), reference.extract_features(images), atol=1e-4, rtol=1e-4)
 
 
 def test_small_preset_answers_in_english_offline(benchmarks_dir: Path, tmp_path: Path) -> None:

@@ -15,13 +15,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from llama3med.model.builder import build_llama3med
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
-from llama3med.model.presets import (
-    build_llama3med,
-    build_preset,
-    load_vision_folder,
-    vision_config_from_folder,
-)
+from llama3med.model.presets import build_preset
+from llama3med.model.pretrained import load_vision_folder, vision_config_from_folder
 from llama3med.model.timm_vision import (
     TimmUnavailableError,
     TimmVisionConfig,

@@ -15,7 +15,7 @@ from llama3med.train.run import train
 @pytest.mark.slow
 def test_small_preset_loss_falls_on_64_vqa_rad_train_samples(benchmarks_dir: Path, tmp_path: Path) -> None:
     try:
-        from llama3med.model.presets import smollm2_folder
+        from llama3med.model.pretrained import smollm2_folder
 
         smollm2_folder()
     except FileNotFoundError as error:

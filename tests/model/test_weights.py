@@ -1,4 +1,6 @@
-"""Strict weight loading: a checkpoint under another key prefix fails naming its missing and unexpected keys."""
+"""Strict weight loading (`llama3med.model.weights`): a model folder, language weights, a connector or stage 1's
+connector under another key prefix fails naming its missing and unexpected keys. Local encoder and LLM folders:
+tests/model/test_pretrained.py."""
 
 from __future__ import annotations
 
@@ -7,20 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
+from model_helpers import rename_prefix
+from safetensors.torch import load_file
+from transformers import LlamaConfig, LlamaForCausalLM
 
+from llama3med.model.builder import build_llama3med
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
-from llama3med.model.presets import build_llama3med, build_preset, load_llm_folder, load_vision_folder
+from llama3med.model.presets import build_preset
 from llama3med.model.tokenization import build_tiny_tokenizer
 from llama3med.model.weights import WeightLoadingError, load_state_dict_strict
 from llama3med.train.model_setup import load_base, read_connector_weights
-
-
-def rename_prefix(path: Path, old: str, new: str) -> None:
-    """Rewrite a safetensors file with `old` key prefixes renamed to `new` (a converter's typical slip)."""
-    tensors = load_file(str(path))
-    save_file({(new + k[len(old):] if k.startswith(old) else k): v for k, v in tensors.items()}, str(path), {"format": "pt"})
 
 
 @pytest.fixture
@@ -93,39 +91,3 @@ def test_stage_one_connector_loads_into_stage_two(tiny_model_dir: Path) -> None:
     model, _ = load_base({"model": "tiny", "connector": str(tiny_model_dir)})
     saved = read_connector_weights(tiny_model_dir)
     assert all(torch.equal(saved[f"connector.{k}"], v) for k, v in model.connector.state_dict().items())
-
-
-def save_dual_clip(model: Llama3MedForConditionalGeneration, folder: Path) -> CLIPModel:
-    """A full CLIP folder (vision + text towers) whose vision tower has the tiny preset's shape."""
-    config = CLIPConfig(
-        vision_config=model.config.vision_config.to_dict(),
-        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-        projection_dim=16,
-    )
-    torch.manual_seed(1)
-    clip = CLIPModel(config)
-    clip.save_pretrained(folder)
-    return clip
-
-
-def test_vision_half_of_a_dual_tower_folder_loads_and_a_renamed_one_is_refused(tmp_path: Path) -> None:
-    model, _ = build_preset("tiny")
-    clip = save_dual_clip(model, tmp_path / "clip")
-    load_vision_folder(model, tmp_path / "clip")  # the text tower's keys are expected leftovers
-    expected, loaded = clip.vision_model.state_dict(), model.vision_tower.encoder.state_dict()
-    assert expected.keys() == loaded.keys() and all(torch.equal(loaded[k], v) for k, v in expected.items())
-    rename_prefix(tmp_path / "clip" / "model.safetensors", "vision_model.", "visual.")
-    with pytest.raises(WeightLoadingError, match="missing key"):
-        load_vision_folder(model, tmp_path / "clip")
-
-
-def test_llm_folder_loads_and_a_renamed_one_is_refused(tmp_path: Path) -> None:
-    model, _ = build_preset("tiny")
-    torch.manual_seed(2)
-    reference = LlamaForCausalLM(model.config.text_config)
-    reference.save_pretrained(tmp_path / "llm")
-    load_llm_folder(model, tmp_path / "llm")
-    assert all(torch.equal(model.language_model.state_dict()[k], v) for k, v in reference.state_dict().items())
-    rename_prefix(tmp_path / "llm" / "model.safetensors", "model.", "transformer.")
-    with pytest.raises(WeightLoadingError, match="model.embed_tokens.weight"):
-        load_llm_folder(model, tmp_path / "llm")
