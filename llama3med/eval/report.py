@@ -24,7 +24,7 @@ PUBLISHED_ZERO_SHOT: list[dict[str, Any]] = [
     {"model": "LLaVA-Med 13B", "vqa-rad": (31.66, 61.40), "slake": (37.71, 49.76), "pathvqa": (11.34, 49.63), "avg": 40.25},
 ]
 PUBLISHED_LABEL = "published, not re-run; other protocol"
-PUBLISHED_SOURCE = "LLaVA-Med v1 evaluation notebook, zero-shot (REFERENCE.md §3)"
+PUBLISHED_SOURCE = "LLaVA-Med v1 evaluation notebook (microsoft/LLaVA-Med), zero-shot"
 PUBLISHED_PROTOCOL = (
     "LLaVA-Med's zero-shot protocol (sampling at temperature 0.7, up to 1,024 new tokens), scored before LLaVA-Med's"
     " closed-rule fix #35, when wrong yes/no answers were left out of the closed denominator"

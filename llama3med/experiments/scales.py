@@ -1,4 +1,4 @@
-"""The probe experiment: does hierarchical multi-scale encoding help on fine detail? (issue 8)
+"""The scales experiment: does hierarchical multi-scale encoding help on fine detail?
 
 Three arms with the same data, steps and visual-token budget (the base grid of one tile), on the `small`
 preset (EfficientNet-Lite0, 7 x 7 = 49 visual tokens per image in every arm):

@@ -74,7 +74,7 @@ def test_python_api_runs_are_described_by_the_protocol_they_match() -> None:
 
 
 def test_ceilings_of_the_real_test_sets(benchmarks_dir: Path) -> None:
-    # REFERENCE.md §7: LLaVA-Med's closed rule cannot score option questions ("left or right?").
+    # LLaVA-Med's (llava/eval/run_eval.py) closed rule cannot score option questions ("left or right?").
     assert metric_ceilings(load_benchmark("vqa-rad", benchmarks_dir / "vqa-rad"))["llava_med_closed_accuracy"] == pytest.approx(93.38, abs=0.01)
     assert metric_ceilings(load_benchmark("slake", benchmarks_dir / "slake"))["llava_med_closed_accuracy"] == pytest.approx(85.34, abs=0.01)
 
