@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from transformers import DynamicCache, GenerationMixin
-from transformers.generation.streamers import BaseStreamer
+from transformers import DynamicCache, GenerationMixin, StoppingCriteriaList, StopStringCriteria
 
 from llama3med.model.chat_encoding import encode_chat
+from llama3med.model.decoding import decode_dropping_finished
 from llama3med.model.image_feature_cache import DEFAULT_MAX_BYTES, ImageFeatureCache, pixel_key
 from llama3med.model.loading import load_folder
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
@@ -68,13 +68,16 @@ class GenerationSettings:
     seed: int | None = None
 
     def generate_kwargs(self, processor: Llama3MedProcessor) -> dict[str, Any]:
+        """Keyword arguments for `model.generate`. Stop strings go in as the `StopStringCriteria` that
+        `generate(stop_strings=..., tokenizer=...)` would build: with a `custom_generate` callable, transformers
+        5.x does not hand `tokenizer` on to the stopping criteria it builds."""
         kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
         if self.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if self.stop:
-            kwargs.update(stop_strings=list(self.stop), tokenizer=processor.tokenizer)
+            kwargs.update(stopping_criteria=StoppingCriteriaList([StopStringCriteria(processor.tokenizer, list(self.stop))]))
         return kwargs
 
 
@@ -243,6 +246,20 @@ class Llama3Med:
             "cache": cache,
         }
 
+    def generation_inputs(self, requests: Sequence[ChatRequest], sequences: list[list[int]]) -> dict[str, Any]:
+        """`model.generate` inputs for `requests` whose prompt ids are `sequences` (`prompt_sequences`): images
+        encoded (or found in `image_features`), each image's prompt prefix prefilled once where rows share it
+        (`shared_prefix_inputs`), else the left-padded prompts with the image features. Call under
+        `torch.inference_mode()`."""
+        keys, image_features = self.encode_images(requests)  # image features [N_img, g*g, n_scales*C] or None
+        inputs = self.shared_prefix_inputs(sequences, keys, image_features)
+        if inputs is None:
+            input_ids, attention_mask = self.processor.pad(sequences, "left")  # [B, L] each
+            inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
+            if image_features is not None:
+                inputs["image_features"] = image_features
+        return inputs
+
     def generate(
         self,
         requests: Sequence[ChatRequest],
@@ -250,7 +267,8 @@ class Llama3Med:
         on_text: Callable[[int, str], None] | None = None,
         **generation: Any,
     ) -> list[GenerationResult]:
-        """Answer a batch of conversations in one `generate` call (left padding, KV cache).
+        """Answer a batch of conversations in one `generate` call (left padding, KV cache); each row leaves the
+        batch as soon as its answer is complete (`llama3med.model.decoding.decode_dropping_finished`).
 
         `on_text(row, piece)`, if given, is called from this thread with each row's text as it is generated;
         a row's pieces concatenate to exactly its result's `text`.
@@ -260,18 +278,16 @@ class Llama3Med:
         prompt_lengths = [len(s) for s in sequences]
         deltas = TextDeltas(self, settings, len(requests), on_text) if on_text is not None else None
         with self._lock, torch.inference_mode():
-            keys, image_features = self.encode_images(requests)  # image features [N_img, g*g, n_scales*C] or None
-            inputs = self.shared_prefix_inputs(sequences, keys, image_features)
-            if inputs is None:
-                input_ids, attention_mask = self.processor.pad(sequences, "left")  # [B, L] each
-                inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
-                if image_features is not None:
-                    inputs["image_features"] = image_features
+            inputs = self.generation_inputs(requests, sequences)
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)
-            output = self.model.generate(**inputs, **settings.generate_kwargs(self.processor), streamer=deltas)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        results = [self._result(row, n_prompt, settings) for row, n_prompt in zip(new_tokens, prompt_lengths, strict=True)]
+            generated = self.model.generate(
+                **inputs,
+                **settings.generate_kwargs(self.processor),
+                custom_generate=decode_dropping_finished,
+                on_tokens=deltas.add if deltas is not None else None,
+            )
+        results = [self._result(ids, n_prompt, settings) for ids, n_prompt in zip(generated, prompt_lengths, strict=True)]
         if deltas is not None:
             deltas.finish(results)
         return results
@@ -281,14 +297,10 @@ class Llama3Med:
         return set(eos if isinstance(eos, list) else [eos])
 
     def completion_ids(self, ids: list[int]) -> tuple[list[int], bool]:
-        """Generated ids up to and including the first end-of-turn token (padding after it is not counted),
-        and whether that token was reached."""
+        """Generated ids up to and including the first end-of-turn token, and whether that token was reached."""
         eos_ids = self._eos_ids()
         end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
-        if end is not None:
-            return ids[: end + 1], True
-        pad = self.processor.tokenizer.pad_token_id
-        return [t for t in ids if t != pad or t in eos_ids], False
+        return (ids[: end + 1], True) if end is not None else (ids, False)
 
     def completion_text(self, completion: list[int], settings: GenerationSettings) -> tuple[str, bool]:
         """Decoded completion cut before the first stop string (unstripped), and whether one was found."""
@@ -296,8 +308,8 @@ class Llama3Med:
         cut = min((text.find(s) for s in settings.stop or () if s in text), default=-1)
         return (text[:cut], True) if cut >= 0 else (text, False)
 
-    def _result(self, tokens: torch.Tensor, prompt_tokens: int, settings: GenerationSettings) -> GenerationResult:
-        completion, ended = self.completion_ids(tokens.tolist())
+    def _result(self, generated: list[int], prompt_tokens: int, settings: GenerationSettings) -> GenerationResult:
+        completion, ended = self.completion_ids(generated)
         text, stopped = self.completion_text(completion, settings)
         finish = "stop" if ended or stopped or len(completion) < settings.max_new_tokens else "length"
         return GenerationResult(text.strip(), int(prompt_tokens), len(completion), finish)
@@ -335,8 +347,8 @@ class Llama3Med:
             raise errors[0]
 
 
-class TextDeltas(BaseStreamer):
-    """Turns the token ids `model.generate` emits each step ([B]) into per-row text pieces.
+class TextDeltas:
+    """Turns the token ids each decoding step gives the live rows into per-row text pieces.
 
     A piece is sent only once it cannot change any more: text that may still turn into a stop string,
     an incomplete UTF-8 character and trailing whitespace (results are stripped) are held back, so the
@@ -347,22 +359,13 @@ class TextDeltas(BaseStreamer):
         self.api, self.settings, self.on_text = api, settings, on_text
         self.ids: list[list[int]] = [[] for _ in range(batch_size)]
         self.sent = [""] * batch_size
-        self.ended = [False] * batch_size
-        self.prompt_seen = False
 
-    def put(self, value: torch.Tensor) -> None:
-        if not self.prompt_seen:  # generate hands over the prompt ids [B, L] first
-            self.prompt_seen = True
-            return
-        for row, token in enumerate(value.reshape(-1).tolist()):  # one new token per row: [B]
-            if self.ended[row]:
-                continue
+    def add(self, rows: list[int], tokens: list[int]) -> None:
+        """One decoding step: `tokens[i]` is the new token of batch row `rows[i]` (the rows still generating)."""
+        for row, token in zip(rows, tokens, strict=True):
             self.ids[row].append(token)
-            completion, self.ended[row] = self.api.completion_ids(self.ids[row])
+            completion, _ = self.api.completion_ids(self.ids[row])
             self._send(row, self._settled_text(completion))
-
-    def end(self) -> None:
-        """Nothing to flush here: `finish` sends the remainder from the final results."""
 
     def finish(self, results: Sequence[GenerationResult]) -> None:
         """Send whatever of each row's final text was held back."""
