@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llama3med.io.jsonl import parse_lines
+
 IMAGE_TAG = "<image>"
 FORMATS = ("llava", "caption", "vqa")
 TEMPLATES = ("conversation", "caption")
@@ -186,14 +188,8 @@ def iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
             raise ValueError(f"{path}: a .json data file must hold a list of records")
         yield from enumerate(records)
         return
-    with path.open(encoding="utf-8") as handle:
-        for index, line in enumerate(handle):
-            if not line.strip():
-                continue
-            try:
-                yield index, json.loads(line)
-            except json.JSONDecodeError as error:
-                yield index, error
+    for number, _, value in parse_lines(path):
+        yield number - 1, value
 
 
 def _text(record: dict, key: str) -> str:

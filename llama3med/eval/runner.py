@@ -17,8 +17,7 @@ from llama3med.eval.answerers import Answerer
 from llama3med.eval.benchmarks import Benchmark, Question
 from llama3med.eval.metrics import score_answer
 from llama3med.eval.templates import PromptTemplates
-from llama3med.io.files import atomic_write
-from llama3med.io.jsonl import drop_torn_last_line
+from llama3med.io.jsonl import drop_torn_last_line, jsonl_line, read_jsonl, sort_jsonl
 
 T = TypeVar("T")
 
@@ -39,14 +38,13 @@ def completed_predictions(path: Path, benchmark: Benchmark) -> dict[str, str]:
     killed while writing) is cut off; any other bad line, an unknown id or a repeated id is an error."""
     if not path.exists():
         return {}
-    raw = drop_torn_last_line(path)  # the torn line's question is answered again
+    drop_torn_last_line(path)  # the torn line's question is answered again
     known = {q.id for q in benchmark.questions}
     done: dict[str, str] = {}
-    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for number, record in read_jsonl(path, ResumeError, hint="remove the file to start over"):
         try:
-            record = json.loads(line)
             qid, prediction = str(record["id"]), record["prediction"]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+        except KeyError as error:
             raise ResumeError(f"{path}:{number}: not a prediction line ({error}); remove the file to start over") from error
         if qid not in known:
             raise ResumeError(f"{path}:{number}: id {qid!r} is not a question of {benchmark.name} ({benchmark.source})")
@@ -99,7 +97,7 @@ def run_benchmark(
         for batch in batched(todo, batch_size):
             answers = answer_batch(answerer, batch, templates, load)
             for question, answer in zip(batch, answers, strict=True):
-                out.write(json.dumps(prediction_record(question, answer), ensure_ascii=False) + "\n")
+                out.write(jsonl_line(prediction_record(question, answer)))
                 done[question.id] = answer
             out.flush()
             if on_batch is not None:
@@ -120,12 +118,8 @@ def grouped_by_image(questions: Sequence[Question]) -> list[Question]:
 def write_in_question_order(path: Path, benchmark: Benchmark) -> None:
     """Rewrite a complete predictions file with its lines (kept byte for byte) in the benchmark's question
     order; atomic (temporary file + rename), and a file already in order is left alone."""
-    lines = path.read_bytes().decode("utf-8").splitlines(keepends=True)
-    by_id = {str(json.loads(line)["id"]): line for line in lines}
-    ordered = [by_id[q.id] for q in benchmark.questions]
-    if ordered == lines:
-        return
-    atomic_write(path, "".join(ordered))
+    position = {q.id: index for index, q in enumerate(benchmark.questions)}
+    sort_jsonl(path, lambda record: position.get(str(record.get("id")), len(position)), ResumeError)
 
 
 def prediction_record(question: Question, prediction: str) -> dict[str, Any]:

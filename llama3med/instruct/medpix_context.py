@@ -7,10 +7,10 @@ knows when reading the image. Rows without a `case_id` (MedICaT) pass through un
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from llama3med.instruct.records import RecordError
+from llama3med.io.jsonl import read_jsonl, write_jsonl
 
 CONTEXT_FIELDS = (("History", "History"), ("Exam", "Exam"), ("Findings", "Findings"), ("Case Diagnosis", "Diagnosis"))
 
@@ -28,19 +28,14 @@ def case_context(case: dict[str, object]) -> str | None:
 def attach_medpix_context(captions_path: Path, cases_path: Path, out_path: Path) -> tuple[int, int]:
     """Write `out_path`: the caption rows with `context` added from their case; returns (rows, with context)."""
     contexts: dict[str, str | None] = {}
-    for line_number, line in enumerate(cases_path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                case = json.loads(line)
-                contexts[case["U_id"]] = case_context(case.get("Case") or {})
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise RecordError(f"{cases_path}:{line_number}: not a MedPix case record ({error})") from None
-    rows = with_context = 0
-    lines = []
-    for line_number, line in enumerate(captions_path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for line_number, case in read_jsonl(cases_path, RecordError):
+        try:
+            contexts[case["U_id"]] = case_context(case.get("Case") or {})
+        except (KeyError, TypeError) as error:
+            raise RecordError(f"{cases_path}:{line_number}: not a MedPix case record ({error})") from None
+    with_context = 0
+    rows = []
+    for line_number, row in read_jsonl(captions_path, RecordError):
         case_id = row.get("case_id")
         if case_id is not None:
             if case_id not in contexts:
@@ -48,8 +43,7 @@ def attach_medpix_context(captions_path: Path, cases_path: Path, out_path: Path)
             if contexts[case_id]:
                 row["context"] = contexts[case_id]
                 with_context += 1
-        rows += 1
-        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+        rows.append(row)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text("".join(lines), encoding="utf-8")
-    return rows, with_context
+    write_jsonl(out_path, rows)
+    return len(rows), with_context

@@ -13,13 +13,13 @@ A lock file stops two runs from writing to one folder at once.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llama3med.io.jsonl import drop_torn_last_line, jsonl_line
 from llama3med.io.jsonl import read_jsonl as read_jsonl_lines
 
 CONVERSATIONS_FILE = "conversations.jsonl"
@@ -46,43 +46,17 @@ class ResultKey:
         return cls(entry["record_id"], entry["generator"], entry["kind"])
 
 
-def repair_torn_tail(path: Path) -> int:
-    """Cut a last line that has no newline (a write interrupted by a crash); returns bytes removed."""
-    if not path.exists():
-        return 0
-    size = path.stat().st_size
-    with path.open("rb+") as handle:
-        # Read backwards in blocks until the last newline; the torn part is everything after it.
-        position, block = size, 65536
-        while position > 0:
-            start = max(0, position - block)
-            handle.seek(start)
-            chunk = handle.read(position - start)
-            newline = chunk.rfind(b"\n")
-            if newline >= 0:
-                keep = start + newline + 1
-                break
-            position = start
-        else:
-            keep = 0
-        if keep < size:
-            handle.truncate(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-    return size - keep
-
-
 class JsonlAppender:
     """One append-only JSONL file; `append` returns once the line is on disk."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.repaired_bytes = repair_torn_tail(path)
+        self.repaired_bytes = drop_torn_last_line(path)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, obj: dict[str, Any]) -> None:
         """Write `obj` as one line with a single write, then fsync."""
-        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+        data = jsonl_line(obj).encode("utf-8")
         written = os.write(self._fd, data)
         # A regular file takes the whole buffer in one write; a short write (disk full) is finished here,
         # and a crash in between leaves a torn tail that the next open cuts off.

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llama3med.api import ChatRequest, Llama3Med
-from llama3med.io.files import atomic_write
-from llama3med.io.jsonl import drop_torn_last_line, read_jsonl
+from llama3med.io.jsonl import drop_torn_last_line, jsonl_line, read_jsonl, sort_jsonl
 
 
 class PredictionInputError(ValueError):
@@ -64,14 +63,12 @@ def answered_ids(out: Path) -> set[str]:
     """Ids already in the output. A last line cut short by an interrupted run is removed so it is redone."""
     if not out.exists():
         return set()
+    drop_torn_last_line(out)
     ids = set()
-    for number, line in enumerate(drop_torn_last_line(out).decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            ids.add(json.dumps(json.loads(line)["id"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise PredictionInputError(f"{out}:{number}: not an answer line with an id; fix or remove it") from None
+    for number, record in read_jsonl(out, PredictionInputError, hint="fix or remove it"):
+        if "id" not in record:
+            raise PredictionInputError(f"{out}:{number}: not an answer line with an id; fix or remove it")
+        ids.add(json.dumps(record["id"]))
     return ids
 
 
@@ -105,13 +102,8 @@ def write_in_input_order(out: Path, questions: list[Question]) -> None:
     """Rewrite the output with its lines (kept byte for byte) in the input's order; lines of ids that are not
     in the input (an output shared with another run) follow in their own order. Atomic (temporary file +
     rename); a file already in order is left alone."""
-    lines = [line for line in out.read_bytes().decode("utf-8").splitlines(keepends=True) if line.strip()]
     position = {q.key: index for index, q in enumerate(questions)}
-    keyed = [(position.get(json.dumps(json.loads(line)["id"]), len(position)), line) for line in lines]
-    ordered = [line for _, line in sorted(keyed, key=lambda item: item[0])]  # stable: foreign lines keep order
-    if ordered == lines:
-        return
-    atomic_write(out, "".join(ordered))
+    sort_jsonl(out, lambda record: position.get(json.dumps(record.get("id")), len(position)), PredictionInputError)
 
 
 def predict_file(
@@ -158,7 +150,7 @@ def predict_file(
                     "completion_tokens": result.completion_tokens,
                     "finish_reason": result.finish_reason,
                 }
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.write(jsonl_line(row))
             handle.flush()
             os.fsync(handle.fileno())
             if on_batch is not None:

@@ -24,6 +24,7 @@ import yaml
 
 from llama3med.data.dataset import TrainingSample
 from llama3med.io.files import atomic_write
+from llama3med.io.jsonl import read_jsonl, write_jsonl
 
 MANIFEST_FILE = "training_manifest.jsonl"
 REPORT_FILE = "data_report.json"
@@ -51,7 +52,7 @@ def read_manifest(folder: str | Path | None) -> list[dict[str, str]]:
     path = Path(folder) / MANIFEST_FILE if folder else None
     if path is None or not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [entry for _, entry in read_jsonl(path)]
 
 
 def write_manifest(folder: Path, *entry_lists: Iterable[dict[str, str]]) -> int:
@@ -60,7 +61,7 @@ def write_manifest(folder: Path, *entry_lists: Iterable[dict[str, str]]) -> int:
     for entries in entry_lists:
         for entry in entries:
             seen.setdefault((entry["source"], entry["image"], entry["image_sha256"]), entry)
-    atomic_write(folder / MANIFEST_FILE, "".join(json.dumps(e) + "\n" for e in seen.values()))
+    write_jsonl(folder / MANIFEST_FILE, seen.values())
     return len(seen)
 
 

@@ -80,7 +80,10 @@ def test_corrupt_or_foreign_prediction_lines_stop_a_resume(small_benchmark_dir: 
     benchmark = load_benchmark("vqa-rad", small_benchmark_dir)
     path = tmp_path / "p.jsonl"
     path.write_text('{"id": "q1", "prediction": "a"}\nnot json\n{"id": "q2", "prediction": "b"}\n')
-    with pytest.raises(ResumeError, match=r"p\.jsonl:2: not a prediction line"):
+    with pytest.raises(ResumeError, match=r"p\.jsonl:2: not valid JSON \(.*\); remove the file to start over"):
+        completed_predictions(path, benchmark)
+    path.write_text('{"id": "q1", "prediction": "a"}\n{"id": "q2"}\n')
+    with pytest.raises(ResumeError, match=r"p\.jsonl:2: not a prediction line \('prediction'\); remove the file"):
         completed_predictions(path, benchmark)
     path.write_text('{"id": "q1", "prediction": "a"}\n{"id": "zz", "prediction": "b"}\n')
     with pytest.raises(ResumeError, match=r"p\.jsonl:2: id 'zz' is not a question of vqa-rad"):

@@ -19,7 +19,6 @@ from llama3med.instruct.store import (
     OutputStore,
     StoreError,
     load_contents,
-    repair_torn_tail,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:Depre
 
 def entry(record_id: str, kind: str = "conversation", generator: str = "g") -> dict:
     return {"record_id": record_id, "generator": generator, "kind": kind}
-
-
-def test_repair_cuts_only_a_torn_last_line(tmp_path):
-    path = tmp_path / "x.jsonl"
-    path.write_bytes(b'{"a": 1}\n{"b": 2}\n{"c": ')
-    assert repair_torn_tail(path) == 6
-    assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
-    assert repair_torn_tail(path) == 0
-    path.write_bytes(b'{"never finished"')
-    assert repair_torn_tail(path) == 17 and path.read_bytes() == b""
 
 
 def test_appender_writes_whole_lines_and_resumes_after_a_torn_tail(tmp_path):
