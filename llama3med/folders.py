@@ -1,7 +1,8 @@
 """The folders llama3med works with: what a folder given as a model is (a model folder with config, weights
-and processor, or a LoRA adapter folder over one, with a one-line message for anything else), and the cache
-folder (`cache_dir`). Nothing here imports torch or transformers, so the CLI can check a path before it loads a
-model, and every layer of the package can find the cache.
+and processor, or a LoRA adapter folder over one, with a one-line message for anything else), the cache
+folder (`cache_dir`) and the variable naming the data root (`DATA_ROOT_ENV`). Nothing here imports torch or
+transformers, so the CLI can check a path before it loads a model, and every layer of the package can find the
+cache and the data.
 
 A LoRA adapter folder is a standard PEFT folder: `adapter_config.json`, whose `base_model_name_or_path` is the
 base model folder, and the adapter weights (plus, from our training, the processor).
@@ -19,6 +20,10 @@ CONFIG_FILE = "config.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 CACHE_ENV = "LLAMA3MED_CACHE"
+# The environment variable naming the data root: the folder holding the data sets (vqa-rad/, slake/, pathvqa/,
+# captions-sample/, LLaVA-Med's files). `eval` / `score` read the official benchmarks under it, the shipped
+# training recipes their data (`data_root: $LLAMA3MED_DATA_ROOT`).
+DATA_ROOT_ENV = "LLAMA3MED_DATA_ROOT"
 
 
 def cache_dir() -> Path:

@@ -33,7 +33,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from llama3med.data import DATA_ROOT_ENV
 from llama3med.eval.benchmarks import (
     BENCHMARKS,
     Benchmark,
@@ -47,6 +46,7 @@ from llama3med.eval.benchmarks import (
     read_json_list,
     unique_ids,
 )
+from llama3med.folders import DATA_ROOT_ENV
 from llama3med.io.jsonl import read_jsonl
 
 EXPLICIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
