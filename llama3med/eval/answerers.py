@@ -126,7 +126,7 @@ class HFImageTextAnswerer:
     ) -> HFImageTextAnswerer:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from llama3med._registration import register_auto_classes
+        from llama3med.model.registration import register_auto_classes
 
         register_auto_classes()  # so that our own folders load through the Auto classes too
         processor = AutoProcessor.from_pretrained(path)
