@@ -15,6 +15,7 @@ from typing import Any
 
 from llama3med.eval.benchmarks import BENCHMARKS, DISPLAY_NAMES, Benchmark
 from llama3med.io.jsonl import read_jsonl
+from llama3med.io.manifest import MANIFEST_GLOB
 
 # LLaVA-Med v1 evaluation notebook, zero-shot; (open recall, closed accuracy) per benchmark.
 PUBLISHED_ZERO_SHOT: list[dict[str, Any]] = [
@@ -45,7 +46,6 @@ SOURCE_PATTERNS = {
     "slake": re.compile(r"(?<![a-z0-9])slake(?![a-z])"),
     "pathvqa": re.compile(r"(?<![a-z0-9])(?:path[-_ ]?vqa|pvqa)(?![a-z])"),
 }
-MANIFEST_GLOB = "training_manifest*.jsonl"
 PACKAGES = ("llama3med", "torch", "transformers", "tokenizers", "numpy", "pillow", "nltk", "pyarrow", "openai", "matplotlib")
 
 

@@ -1,8 +1,9 @@
 """What a training run leaves in its output folder, and `merge` for LoRA outputs.
 
 Every output model folder holds, beside the Hugging Face model (or LoRA adapter) and processor:
-- `training_manifest.jsonl`: one line per training image `{"source", "image", "image_sha256", "data_file"}`, including
-  the images the starting model was trained on (read from its own manifest), for contamination checks;
+- `training_manifest.jsonl` (`llama3med.io.manifest`): one line per training image `{"source", "image",
+  "image_sha256", "data_file"}`, including the images the starting model was trained on (read from its own
+  manifest), for contamination checks;
 - `data_report.json`: skipped records by reason with ids, truncated and dropped samples;
 - `recipe.yaml`: the resolved recipe the run used;
 - `run_info.json`: the seeds and what else a float result depends on (thread count, world size, device,
@@ -25,8 +26,8 @@ import yaml
 from llama3med.data.dataset import TrainingSample
 from llama3med.io.files import atomic_write
 from llama3med.io.jsonl import read_jsonl, write_jsonl
+from llama3med.io.manifest import MANIFEST_FILE
 
-MANIFEST_FILE = "training_manifest.jsonl"
 REPORT_FILE = "data_report.json"
 RECIPE_FILE = "recipe.yaml"
 RUN_INFO_FILE = "run_info.json"

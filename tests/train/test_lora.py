@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from llama3med.api import ChatRequest, Llama3Med
 from llama3med.cli.main import app
+from llama3med.io.manifest import MANIFEST_FILE
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
 from llama3med.model.processing import Llama3MedProcessor
 from llama3med.train.model_setup import BASE_MODEL_DIR
-from llama3med.train.outputs import MANIFEST_FILE
 from llama3med.train.recipe import load_recipe
 from llama3med.train.run import train
 
