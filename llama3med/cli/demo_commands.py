@@ -67,7 +67,7 @@ def demo(
     ex = result.example
     why = f"\ntargets: {ex['why']}" if "why" in ex else ""
     console.print(Panel(f"image: {ex['image']}\nquestion: {ex['question']}\n[bold]answer:[/] {ex['answer']}\n"
-                        f"reference: {ex['reference']}{why}", title="one test question"))
+                        f"reference: {ex['reference']}{why}", title="one test question"), soft_wrap=False)  # wrap, not cut
     console.print(
         f"[bold green]done[/] in {time.perf_counter() - start:.0f} s — {result.label}\n"
         f"  data:         {result.data_dir}\n  stage 1:      {result.align_dir}\n"
