@@ -4,8 +4,8 @@ glibc's malloc serves every allocation above its mmap threshold (128 KiB, growin
 chunks are freed) with a fresh `mmap` and returns it with `munmap` when freed, and trims the heap top above
 128 KiB. PyTorch on CPU allocates and frees activations of tens of megabytes at every layer, so each layer
 pays for page faults on new zeroed pages: on the project's 2-core machine, EfficientNet-Lite0 on 16 tiles spent
-nearly as much time in the kernel as in computing. Raising the mmap threshold to its ceiling and keeping freed
-memory in the heap cuts that call to about 0.6 of its time (bench/cpu_settings.py, docs/PERFORMANCE.md).
+a third to a half of its CPU time in the kernel. Raising the mmap threshold to its ceiling and keeping freed memory
+in the heap removes most of that (bench/cpu_settings.py; figures in docs/PERFORMANCE.md).
 
 The cost: the process keeps its peak heap instead of returning it to the system between steps. Set either
 `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` yourself (glibc's own variables) to keep your choice; set

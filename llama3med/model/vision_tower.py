@@ -75,7 +75,7 @@ class FeatureMapTower(FrozenTower):
 
     def encode(self, tiles: torch.Tensor) -> torch.Tensor:
         # Channels-last weights and input: oneDNN's convolutions, depthwise ones above all, are faster that way on
-        # CPU (EfficientNet-Lite0, 16 tiles: 1.6x, bench/cpu_settings.py). Converting again is a no-op.
+        # CPU (EfficientNet-Lite0: bench/cpu_settings.py, docs/PERFORMANCE.md). Converting again is a no-op.
         self.encoder.to(memory_format=torch.channels_last)
         features = self.encoder(tiles.contiguous(memory_format=torch.channels_last))
         if not isinstance(features, torch.Tensor):
