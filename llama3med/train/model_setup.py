@@ -7,7 +7,7 @@ import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -19,6 +19,9 @@ from llama3med.model.presets import PRESETS, build_preset
 from llama3med.model.processing import Llama3MedProcessor
 from llama3med.model.weights import WeightLoadingError
 from llama3med.train.recipe import Recipe
+
+if TYPE_CHECKING:
+    from transformers.integrations import HfDeepSpeedConfig
 
 # LoRA goes on the LLM's linear layers only; the connector is trained in full (`connector_layers`).
 DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -41,17 +44,27 @@ def gathered(parameters: Iterable[torch.nn.Parameter], modify: bool = False) -> 
 
 
 @contextlib.contextmanager
-def without_zero3_init() -> Iterator[None]:
+def without_zero3_init(deepspeed_config: HfDeepSpeedConfig | None) -> Iterator[None]:
     """Build a preset as a plain module even under ZeRO-3: presets load weights with `load_state_dict`, which
-    partitioned parameters do not take; DeepSpeed partitions the finished module when training starts."""
-    from transformers.integrations import deepspeed as hf_deepspeed
+    partitioned parameters do not take; DeepSpeed partitions the finished module when training starts.
 
-    reference = hf_deepspeed._hf_deepspeed_config_weak_ref
-    hf_deepspeed.unset_hf_deepspeed_config()
+    `deepspeed_config` is the run's (`TrainingArguments.hf_deepspeed_config`): unregistered inside, registered
+    again afterwards. Without it while ZeRO-3 is on, nothing could be restored: `ValueError`."""
+    from transformers.integrations import set_hf_deepspeed_config, unset_hf_deepspeed_config
+
+    if deepspeed_config is None:
+        if is_deepspeed_zero3_enabled():
+            raise ValueError(
+                "DeepSpeed ZeRO-3 is on: pass the run's TrainingArguments.hf_deepspeed_config as deepspeed_config"
+                " so that a preset is built whole and the configuration is registered again afterwards"
+            )
+        yield
+        return
+    unset_hf_deepspeed_config()
     try:
         yield
     finally:
-        hf_deepspeed._hf_deepspeed_config_weak_ref = reference
+        set_hf_deepspeed_config(deepspeed_config)
 
 
 def read_connector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
@@ -77,19 +90,24 @@ def read_connector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     return weights
 
 
-def load_base(spec: dict[str, Any], quantization: str | None = None) -> tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]:
+def load_base(
+    spec: dict[str, Any], quantization: str | None = None, deepspeed_config: HfDeepSpeedConfig | None = None
+) -> tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]:
     """Model and processor from `{"model": preset | folder, "model_args": {...}, "connector": folder | None,
-    "seed": int}`.
+    "seed": int}`. Under DeepSpeed, `deepspeed_config` is the run's `TrainingArguments.hf_deepspeed_config`:
+    a folder loads partitioned (ZeRO-3), a preset is built whole (`without_zero3_init`).
 
     Parts without pretrained weights (the `small` preset's connector, any layer a folder lacks) are initialised
     from torch's generator seeded with `seed` (default 0), so the same spec always gives the same weights
     (`merge` rebuilds a LoRA run's base from its spec); the caller's generator state is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(spec.get("seed", 0)))
-        return _load_base(spec, quantization)
+        return _load_base(spec, quantization, deepspeed_config)
 
 
-def _load_base(spec: dict[str, Any], quantization: str | None) -> tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]:
+def _load_base(
+    spec: dict[str, Any], quantization: str | None, deepspeed_config: HfDeepSpeedConfig | None
+) -> tuple[Llama3MedForConditionalGeneration, Llama3MedProcessor]:
     name, model_args = spec["model"], dict(spec.get("model_args") or {})
     if Path(name).is_dir():
         check_model_folder(Path(name))  # an adapter folder or an incomplete one: say what to do, in one line
@@ -101,7 +119,7 @@ def _load_base(spec: dict[str, Any], quantization: str | None) -> tuple[Llama3Me
     elif name in PRESETS:
         if quantization:
             raise ValueError("QLoRA loads 4-bit weights from a model folder: build one first (`llama3med build`)")
-        with without_zero3_init():
+        with without_zero3_init(deepspeed_config):
             model, processor = build_preset(name, **model_args)
     else:
         raise FileNotFoundError(f"model {name!r} is neither a model folder nor a preset ({', '.join(PRESETS)})")

@@ -150,7 +150,8 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
     report = DataReport(strict=strict)
     conversations = read_mixture(recipe.sources, report, seed=recipe.seed)
     spec = base_spec(recipe)
-    model, processor = load_base(spec, recipe.quantization)
+    # `hf_deepspeed_config` exists on TrainingArguments only when `deepspeed` is set.
+    model, processor = load_base(spec, recipe.quantization, getattr(args, "hf_deepspeed_config", None))
     if recipe.system_prompt is not None:
         processor.system_prompt = recipe.system_prompt or None
     model.use_special_tokens_of(processor.tokenizer)

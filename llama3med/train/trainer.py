@@ -1,10 +1,9 @@
-"""`Llama3MedTrainer`: the Hugging Face `Trainer` with per-module learning rates, atomic checkpoints and
-throughput in the logs. Everything else (DDP, DeepSpeed, FSDP, bf16, accumulation, logging) is the
-Trainer's own, so `accelerate launch`, `torchrun` and `deepspeed` work unchanged."""
+"""`Llama3MedTrainer`: the Hugging Face `Trainer` with per-module learning rates, atomic checkpoints
+(`llama3med.train.hf_private`) and throughput in the logs. Everything else (DDP, DeepSpeed, FSDP, bf16,
+accumulation, logging) is the Trainer's own, so `accelerate launch`, `torchrun` and `deepspeed` work unchanged."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -12,12 +11,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 from llama3med.progress import ProgressDisplay
-
-STAGING_DIR = ".staging"  # checkpoints are written here, then renamed into place
+from llama3med.train.hf_private import STAGING_DIR, AtomicCheckpointTrainer
 
 
 def module_of(parameter_name: str) -> str:
@@ -52,13 +50,12 @@ def discard_interrupted_saves(checkpoint_dir: Path) -> None:
     shutil.rmtree(checkpoint_dir / STAGING_DIR, ignore_errors=True)
 
 
-class Llama3MedTrainer(Trainer):
+class Llama3MedTrainer(AtomicCheckpointTrainer):
     """Trainer with `module_learning_rates` ({"connector": lr, "llm": lr}; 0 = frozen)."""
 
     def __init__(self, *args: Any, module_learning_rates: dict[str, float], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.module_learning_rates = module_learning_rates
-        self._staging = False
         self._last_log = (time.perf_counter(), 0, 0)  # (time, step, tokens) at the previous training log
         self.add_callback(ThroughputClock(self))
         self.add_callback(ProgressLines())
@@ -73,31 +70,6 @@ class Llama3MedTrainer(Trainer):
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
-
-    # Atomic checkpoints: the Trainer writes checkpoint-N inside the staging folder; once every rank
-    # has finished writing, the main process renames it next to the others. A run killed mid-save
-    # leaves only the staging folder, which resume ignores and removes.
-    def _get_output_dir(self, trial: Any) -> str:
-        run_dir = super()._get_output_dir(trial)
-        return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
-
-    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        run_dir = Path(self._get_output_dir(trial))
-        self._staging = True
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging = False
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            final = run_dir / name
-            if final.exists():  # a resumed run saving the same step again
-                shutil.rmtree(final)
-            os.replace(run_dir / STAGING_DIR / name, final)
-            (run_dir / STAGING_DIR).rmdir()
-            rotate_checkpoints(str(run_dir), self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=False)
-        self.accelerator.wait_for_everyone()
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add steps/s and tokens/s since the previous log to the training logs (shown with the loss)."""

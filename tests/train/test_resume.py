@@ -12,9 +12,10 @@ from pathlib import Path
 from safetensors.torch import load_file
 from train_helpers import REPO_ROOT, TEST_TRAINING, data_override
 
+from llama3med.train.hf_private import STAGING_DIR
 from llama3med.train.recipe import load_recipe
 from llama3med.train.run import train
-from llama3med.train.trainer import STAGING_DIR, last_complete_checkpoint
+from llama3med.train.trainer import last_complete_checkpoint
 
 
 def overrides(out: Path, vqa_file: Path, image_folder: Path) -> list[str]:
