@@ -8,14 +8,17 @@ a VQA-RAD benchmark folder); the result is a fine-tuned number, never a zero-sho
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llama3med.train.recipe import Recipe
 
 Log = Callable[[str], None]
+DataList = list[dict[str, str]]  # a recipe's `data` list: {"path", "format", "image_root"} per source
 
 
 @dataclass
@@ -38,7 +41,7 @@ class DemoSettings:
     eval_limit: int | None = None
     eval_batch_size: int = 16
     max_new_tokens: int = 12
-    model_overrides: list[str] = field(default_factory=list)
+    model_args: dict[str, Any] = field(default_factory=dict)  # architecture changes on top of the recipes' (scales...)
 
 
 @dataclass
@@ -55,12 +58,12 @@ class DemoResult:
     presence: dict[str, Any] | None = None  # probe runs: PRES accuracy, its 95 % CI and the linear-probe ceiling
 
 
-def _data_list(path: Path, fmt: str, image_root: Path) -> str:
-    return "data=" + json.dumps([{"path": str(path), "format": fmt, "image_root": str(image_root)}])
+def _data_list(path: Path, fmt: str, image_root: Path) -> DataList:
+    return [{"path": str(path), "format": fmt, "image_root": str(image_root)}]
 
 
-def stage_data(data_dir: Path, instruct_data: str = "vqa") -> tuple[str, str, str]:
-    """Recipe `data=` overrides for stage 1 and stage 2, and the label of the result, for a data folder.
+def stage_data(data_dir: Path, instruct_data: str = "vqa") -> tuple[DataList, DataList, str]:
+    """The recipes' data lists for stage 1 and stage 2, and the label of the result, for a data folder.
 
     A probe folder has captions (stage 1) and, for stage 2, its VQA questions (`instruct_data="vqa"`) or its
     conversations (`"conversations"`) beside its VQA splits; any other folder laid out like
@@ -79,13 +82,26 @@ def stage_data(data_dir: Path, instruct_data: str = "vqa") -> tuple[str, str, st
     return vqa, vqa, f"fine-tuned on {data_dir / 'train.jsonl'} (not zero-shot)"
 
 
-def _train_stage(recipe_name: str, overrides: list[str], log: Log) -> Path:
-    from llama3med.train.outputs import REPORT_FILE
+def stage_recipe(stage: str, settings: DemoSettings, output_dir: Path, data: DataList, steps: int, **changes: Any) -> Recipe:
+    """The shipped `<preset>-<stage>` recipe with the demo's output folder, data, seed, steps, batch size and
+    model changes, and no intermediate checkpoints (`save_steps` beyond the run); `changes` sets other recipe
+    fields (stage 2's `connector`, `feature_cache`). Equal to `llama3med train <preset>-<stage>` with the
+    matching `key=value` overrides."""
     from llama3med.train.recipe import load_recipe
+
+    recipe = load_recipe(f"{settings.preset}-{stage}")
+    training = {**recipe.training, "max_steps": steps, "per_device_train_batch_size": settings.batch_size,
+                "logging_steps": 4, "save_steps": 1_000_000, "dataloader_num_workers": 0}
+    # `replace` builds a new Recipe, so its checks run again and its data sources follow the new data list
+    return replace(recipe, output_dir=str(output_dir), data=data, seed=settings.seed, training=training,
+                   model_args={**recipe.model_args, **settings.model_args}, **changes)
+
+
+def _train_stage(recipe: Recipe, log: Log) -> Path:
+    from llama3med.train.outputs import REPORT_FILE
     from llama3med.train.run import train
     from llama3med.train.trainer import last_complete_checkpoint
 
-    recipe = load_recipe(recipe_name, overrides)
     output_dir = Path(recipe.output_dir)
     if (output_dir / "config.json").is_file() and (output_dir / REPORT_FILE).is_file():  # written last
         log(f"{recipe.stage}: already done in {output_dir}")
@@ -116,18 +132,10 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
         log(f"probe: {summary.n_train} train + {summary.n_test} test images at {summary.size} px in {data_dir}")
     data_dir = Path(data_dir)
     align_data, instruct_data, label = stage_data(data_dir, settings.instruct_data)
-    common = [f"seed={settings.seed}", f"training.per_device_train_batch_size={settings.batch_size}",
-              "training.logging_steps=4", "training.save_steps=1000000", "training.dataloader_num_workers=0"]
-    align_dir = _train_stage(
-        f"{settings.preset}-align",
-        [f"output_dir={out / 'align'}", align_data, f"training.max_steps={settings.align_steps}", *common,
-         *settings.model_overrides],
-        log,
-    )
+    align_dir = _train_stage(stage_recipe("align", settings, out / "align", align_data, settings.align_steps), log)
     model_dir = _train_stage(
-        f"{settings.preset}-instruct",
-        [f"output_dir={out / 'model'}", f"connector={align_dir}", instruct_data, "feature_cache=true",
-         f"training.max_steps={settings.instruct_steps}", *common, *settings.model_overrides],
+        stage_recipe("instruct", settings, out / "model", instruct_data, settings.instruct_steps,
+                     connector=str(align_dir), feature_cache=True),
         log,
     )
     decoding = Decoding(max_new_tokens=settings.max_new_tokens, temperature=0.0, top_p=1.0, seed=settings.seed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +89,7 @@ def run_scales_experiment(
         by_type: dict[str, list[float]] = {}
         ceiling: dict[str, Any] = {}
         for seed in seeds:
-            model_args = [f"model_args.{key}={json.dumps(value)}" for key, value in ARMS[arm].items()]
-            run = DemoSettings(**{**settings.__dict__, "seed": seed, "model_overrides": model_args})
+            run = replace(settings, seed=seed, model_args=dict(ARMS[arm]))
             log(f"arm {arm}, seed {seed}")
             result = run_demo(out / arm / f"seed-{seed}", run, data_dir=probe, log=log)
             for name, value in scores_of(result.report).items():

@@ -13,8 +13,9 @@ import typer
 from typer.testing import CliRunner
 
 from llama3med.cli.main import app
-from llama3med.experiments.demo import DemoSettings, demo_command, stage_data
+from llama3med.experiments.demo import DemoSettings, demo_command, stage_data, stage_recipe
 from llama3med.experiments.scales import ARMS, ArmSummary, markdown_table
+from llama3med.train.recipe import load_recipe
 
 DEMO_ARGS = ["--preset", "tiny", "--align-steps", "2", "--instruct-steps", "2", "--probe-train", "8", "--probe-test", "3"]
 
@@ -58,10 +59,34 @@ def test_tiny_demo_trains_evaluates_answers_and_reuses_finished_stages(tmp_path:
 def test_a_benchmark_folder_trains_both_stages_on_its_train_split(benchmarks_dir: Path) -> None:
     align, instruct, label = stage_data(benchmarks_dir / "vqa-rad")
     assert align == instruct
-    source = json.loads(align.removeprefix("data="))[0]
-    assert source == {"path": str(benchmarks_dir / "vqa-rad" / "train.jsonl"), "format": "vqa",
-                      "image_root": str(benchmarks_dir / "vqa-rad" / "images")}
+    assert align == [{"path": str(benchmarks_dir / "vqa-rad" / "train.jsonl"), "format": "vqa",
+                      "image_root": str(benchmarks_dir / "vqa-rad" / "images")}]
     assert "not zero-shot" in label
+
+
+def test_stage_recipes_equal_the_shipped_recipes_with_the_matching_command_line_overrides(tmp_path: Path) -> None:
+    for name in ("captions.jsonl", "conversations.jsonl", "train.jsonl", "test.jsonl"):
+        (tmp_path / name).write_text("")
+    align_data, instruct_data, _ = stage_data(tmp_path, "conversations")
+    assert instruct_data == [{"path": str(tmp_path / "conversations.jsonl"), "format": "llava",
+                              "image_root": str(tmp_path / "images")}]
+    settings = DemoSettings(preset="tiny", seed=3, batch_size=2, model_args={"scales": [32, 64], "tile_size": 32})
+    common = ["seed=3", "training.per_device_train_batch_size=2", "training.logging_steps=4",
+              "training.save_steps=1000000", "training.dataloader_num_workers=0",
+              "model_args.scales=[32, 64]", "model_args.tile_size=32"]
+    out = tmp_path / "demo"
+    align = stage_recipe("align", settings, out / "align", align_data, 5)
+    instruct = stage_recipe("instruct", settings, out / "model", instruct_data, 7, connector=str(out / "align"),
+                            feature_cache=True)
+    expected_align = load_recipe("tiny-align", [f"output_dir={out / 'align'}", "data=" + json.dumps(align_data),
+                                                "training.max_steps=5", *common])
+    expected_instruct = load_recipe("tiny-instruct", [f"output_dir={out / 'model'}", f"connector={out / 'align'}",
+                                                      "data=" + json.dumps(instruct_data), "feature_cache=true",
+                                                      "training.max_steps=7", *common])
+    for recipe, expected in ((align, expected_align), (instruct, expected_instruct)):
+        assert recipe.to_dict() == expected.to_dict()
+        assert recipe.sources == expected.sources  # rebuilt from the new data list, not the shipped one
+    assert align.stage == "align" and instruct.stage == "instruct" and instruct.use_feature_cache
 
 
 def test_the_reproduce_line_parses_back_to_the_same_settings() -> None:
@@ -72,8 +97,8 @@ def test_the_reproduce_line_parses_back_to_the_same_settings() -> None:
         params = typer.main.get_command(app).commands["demo"].make_context("demo", args[2:]).params
         assert params["out"] == Path("outputs/demo") and params["data"] == data
         assert {k: v for k, v in params.items() if hasattr(settings, k)} == {k: getattr(settings, k) for k in params if hasattr(settings, k)}
-    scaled = DemoSettings(model_overrides=["model_args.scales=[224]"])
-    assert demo_command(Path("o"), scaled, None).endswith(" (with DemoSettings {'model_overrides': ['model_args.scales=[224]']})")
+    scaled = DemoSettings(model_args={"scales": [224]})
+    assert demo_command(Path("o"), scaled, None).endswith(" (with DemoSettings {'model_args': {'scales': [224]}})")
 
 
 def test_a_folder_without_splits_is_a_clear_error(tmp_path: Path) -> None:
