@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llama3med.data.probe import generate_probe
+from llama3med.experiments.probe.generate import generate_probe
 
 
 def main() -> None:

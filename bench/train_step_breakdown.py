@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments
 
-from llama3med.data.conversations import DataReport, DataSource, read_source
-from llama3med.data.dataset import ConversationDataset, RightPaddingCollator, prepare_samples
+from llama3med.train.data.conversations import DataReport, DataSource, read_source
+from llama3med.train.data.dataset import ConversationDataset, RightPaddingCollator, prepare_samples
 from llama3med.train.model_setup import load_base, prepare_for_stage
 from llama3med.train.recipe import load_recipe
 from llama3med.train.trainer import Llama3MedTrainer

@@ -144,7 +144,7 @@ class Llama3Med:
     def use_feature_cache(self, root: str | Path) -> None:
         """Keep image features on disk under `root` too (the training frozen-feature cache's layout, one folder
         per encoder fingerprint), so a later run with the same encoder and scales skips the encoder."""
-        from llama3med.train.feature_cache import FeatureCache, encoder_fingerprint
+        from llama3med.model.feature_cache import FeatureCache, encoder_fingerprint
 
         with self._lock:
             self.image_features.disk = FeatureCache(root, encoder_fingerprint(self.model, self.processor.image_processor))

@@ -1,4 +1,4 @@
-"""`llama3med probe generate`: write the fine-detail probe dataset (see llama3med/data/probe.py)."""
+"""`llama3med probe generate`: write the fine-detail probe dataset (see llama3med/experiments/probe/generate.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from pathlib import Path
 import typer
 
 from llama3med.cli.common import fail
-from llama3med.data.probe import DEFAULT_TEST, DEFAULT_TRAIN, FORMAT_VERSION, MAX_SIZE, MIN_SIZE
+from llama3med.experiments.probe.generate import (
+    DEFAULT_TEST,
+    DEFAULT_TRAIN,
+    FORMAT_VERSION,
+    MAX_SIZE,
+    MIN_SIZE,
+)
 
 probe_app = typer.Typer(
     name="probe",
@@ -40,7 +46,7 @@ def generate_command(
     from rich.console import Console
     from rich.progress import Progress
 
-    from llama3med.data.probe import ProbeError, generate_probe
+    from llama3med.experiments.probe.generate import ProbeError, generate_probe
 
     console = Console()
     try:

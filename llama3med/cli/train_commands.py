@@ -27,8 +27,8 @@ def train(
 ) -> None:
     """Train a model with a recipe: stage `align` (connector) or `instruct` (LLM + connector, full or LoRA)."""
     set_threads(threads)
-    from llama3med.data.conversations import BadRecordError
-    from llama3med.data.supervision import SupervisionError
+    from llama3med.train.data.conversations import BadRecordError
+    from llama3med.train.data.supervision import SupervisionError
     from llama3med.train.recipe import load_recipe
     from llama3med.train.run import train as run_training
 

@@ -33,7 +33,7 @@ class DemoSettings:
     probe_train: int = 48
     probe_test: int = 24
     probe_size: int | None = None  # the probe format's own size (896 px for format 2)
-    probe_format: int | None = None  # None: the calibrated default (llama3med.data.probe.FORMAT_VERSION)
+    probe_format: int | None = None  # None: the calibrated default (llama3med.experiments.probe.generate.FORMAT_VERSION)
     align_steps: int = 8
     instruct_steps: int = 24
     batch_size: int = 8
@@ -124,7 +124,7 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
     out = Path(out)
     command = demo_command(out, settings, data_dir)
     if data_dir is None:
-        from llama3med.data.probe import generate_probe
+        from llama3med.experiments.probe.generate import generate_probe
 
         data_dir = out / "probe"
         summary = generate_probe(data_dir, seed=settings.seed, n_train=settings.probe_train,

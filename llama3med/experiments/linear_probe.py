@@ -214,8 +214,8 @@ def encode_probe(
     import torch
 
     from llama3med.folders import cache_dir
+    from llama3med.model.feature_cache import FeatureCache, encoder_fingerprint
     from llama3med.model.presets import build_preset
-    from llama3med.train.feature_cache import FeatureCache, encoder_fingerprint
 
     model, processor = built or build_preset(preset, scales=list(scales), tile_size=min(scales))
     model.eval()
@@ -270,7 +270,7 @@ def run_linear_probe(
 ) -> dict[str, Any]:
     """Generate (or reuse) the probe under `out/probe`, encode it once with `preset`'s frozen encoder, fit every
     arm; write `summary.json`."""
-    from llama3med.data.probe import generate_probe
+    from llama3med.experiments.probe.generate import generate_probe
 
     started = time.perf_counter()
     out = Path(out)

@@ -77,7 +77,7 @@ def run_scales_experiment(
     out: Path, settings: DemoSettings, seeds: Sequence[int], arms: Sequence[str] = tuple(ARMS), log: Log = print
 ) -> list[ArmSummary]:
     """Run every arm for every seed (reusing finished runs in `out`); the probe is the same for all runs."""
-    from llama3med.data.probe import generate_probe
+    from llama3med.experiments.probe.generate import generate_probe
 
     out = Path(out)
     probe = out / "probe"

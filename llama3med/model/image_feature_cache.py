@@ -1,5 +1,5 @@
 """Frozen image features kept for reuse at inference: a bounded in-memory LRU in front of the optional
-on-disk frozen-feature cache (`llama3med.train.feature_cache.FeatureCache`) and the encoder.
+on-disk frozen-feature cache (`llama3med.model.feature_cache.FeatureCache`) and the encoder.
 
 The vision tower is frozen, so an image's multi-scale features [g*g, n_scales*C] depend only on its pixels,
 the encoder and the scales. Benchmarks ask many questions about one image (VQA-RAD 451 questions on 203
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from llama3med.train.feature_cache import FeatureCache
+    from llama3med.model.feature_cache import FeatureCache
 
 DEFAULT_MAX_BYTES = 512 * 2**20  # `small`: 0.75 MB per image (49 x 3840 float32), so ~700 images
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")

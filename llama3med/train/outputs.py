@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from llama3med.data.dataset import TrainingSample
 from llama3med.io.files import atomic_write
 from llama3med.io.jsonl import read_jsonl, write_jsonl
 from llama3med.io.manifest import MANIFEST_FILE
+from llama3med.train.data.dataset import TrainingSample
 
 REPORT_FILE = "data_report.json"
 RECIPE_FILE = "recipe.yaml"

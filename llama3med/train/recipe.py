@@ -24,9 +24,9 @@ from typing import Any
 import torch
 import yaml
 
-from llama3med.data.conversations import DataSource
-from llama3med.data.supervision import TRUNCATION_MODES
 from llama3med.folders import DATA_ROOT_ENV
+from llama3med.train.data.conversations import DataSource
+from llama3med.train.data.supervision import TRUNCATION_MODES
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 DATA_PATH_KEYS = ("path", "image_root")

@@ -17,8 +17,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from llama3med.data.conversations import DataReport, read_mixture
-from llama3med.data.dataset import ConversationDataset, RightPaddingCollator, TrainingSample, prepare_samples
+from llama3med.train.data.conversations import DataReport, read_mixture
+from llama3med.train.data.dataset import (
+    ConversationDataset,
+    RightPaddingCollator,
+    TrainingSample,
+    prepare_samples,
+)
 from llama3med.train.recipe import Recipe
 
 console = Console(stderr=True)
@@ -41,7 +46,7 @@ def feature_cache_for(recipe: Recipe, model: Any, processor: Any) -> Any:
     if not recipe.use_feature_cache:
         return None
     from llama3med.folders import cache_dir
-    from llama3med.train.feature_cache import FeatureCache, encoder_fingerprint
+    from llama3med.model.feature_cache import FeatureCache, encoder_fingerprint
     from llama3med.train.model_setup import gathered
 
     root = Path(recipe.feature_cache_dir) if recipe.feature_cache_dir else cache_dir() / "features"

@@ -120,8 +120,8 @@ def test_training_on_a_benchmarks_train_split_is_fine_tuned_even_with_disjoint_i
 
 
 def test_training_manifest_records_each_entrys_data_file(tmp_path: Path) -> None:
-    from llama3med.data.conversations import Conversation
-    from llama3med.data.dataset import TrainingSample
+    from llama3med.train.data.conversations import Conversation
+    from llama3med.train.data.dataset import TrainingSample
     from llama3med.train.outputs import manifest_entries
 
     conversation = Conversation("slake/train:1", "slake/train", ({"role": "user", "content": "<image>"},), tmp_path / "a.png", "a.png")

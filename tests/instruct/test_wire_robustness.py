@@ -174,7 +174,7 @@ def test_refused_connection_is_retried_then_logged_as_failure(tmp_path, write_re
 
 
 def test_output_is_read_by_the_training_reader(tmp_path, write_records, wire_server, api_keys):
-    from llama3med.data.conversations import DataReport, DataSource, read_source
+    from llama3med.train.data.conversations import DataReport, DataSource, read_source
 
     server = wire_server()
     out = tmp_path / "out"

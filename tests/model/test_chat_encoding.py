@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from llama3med.api import ChatRequest, Llama3Med
-from llama3med.data.supervision import IGNORE_INDEX, supervise
 from llama3med.model.chat_encoding import encode_chat
 from llama3med.model.presets import build_preset
+from llama3med.train.data.supervision import IGNORE_INDEX, supervise
 
 
 def test_inference_prompt_equals_the_training_prefix_and_keeps_typed_markers_as_text() -> None:

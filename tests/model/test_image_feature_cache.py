@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from llama3med.api import ChatRequest, Llama3Med
+from llama3med.model.feature_cache import FeatureCache
 from llama3med.model.image_feature_cache import ImageFeatureCache, pixel_key
-from llama3med.train.feature_cache import FeatureCache
 
 
 def pixels(seed: int) -> torch.Tensor:

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from train_helpers import data_override, tiny_recipe
 
 from llama3med.api import Llama3Med
-from llama3med.data.conversations import BadRecordError
 from llama3med.io.manifest import MANIFEST_FILE
+from llama3med.train.data.conversations import BadRecordError
 from llama3med.train.model_setup import load_base
 from llama3med.train.outputs import REPORT_FILE
 from llama3med.train.run import train

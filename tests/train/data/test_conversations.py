@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from llama3med.data.conversations import BadRecordError, DataReport, DataSource, read_mixture, read_source
+from llama3med.train.data.conversations import (
+    BadRecordError,
+    DataReport,
+    DataSource,
+    read_mixture,
+    read_source,
+)
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -277,7 +277,7 @@ def read_source(source: DataSource, report: DataReport) -> list[Conversation]:
     """Valid conversations of one source (before weighting); bad records go to `report`.
 
     Image files are resolved here but not opened: a missing or undecodable image is found when the
-    images are scanned (`llama3med.data.dataset`), and counted there.
+    images are scanned (`llama3med.train.data.dataset`), and counted there.
     """
     conversations: list[Conversation] = []
     for index, record in iter_json_records(source.path):

@@ -20,14 +20,20 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import Dataset
 
-from llama3med.data.conversations import Conversation, DataReport
-from llama3med.data.supervision import IGNORE_INDEX, SampleTooLong, SupervisedSample, fit_length, supervise
 from llama3med.io.files import atomic_write
 from llama3med.model.processing import Llama3MedProcessor
+from llama3med.train.data.conversations import Conversation, DataReport
+from llama3med.train.data.supervision import (
+    IGNORE_INDEX,
+    SampleTooLong,
+    SupervisedSample,
+    fit_length,
+    supervise,
+)
 
 
 class FeatureStore(Protocol):
-    """What the dataset needs from a feature cache (`llama3med.train.feature_cache.FeatureCache`)."""
+    """What the dataset needs from a feature cache (`llama3med.model.feature_cache.FeatureCache`)."""
 
     def load(self, image_sha256: str) -> torch.Tensor: ...
 

@@ -15,10 +15,16 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from llama3med.data.conversations import DataReport, DataSource, read_source
-from llama3med.data.probe import ProbeError, ProbeImage, generate_probe, plan_probe_image, render_probe_image
-from llama3med.data.probe_images import MITOSIS_LENGTH, NODULE_DIAMETER, RADIOGRAPH, on_aerated_lung
 from llama3med.eval.benchmarks import load_jsonl_layout
+from llama3med.experiments.probe.generate import (
+    ProbeError,
+    ProbeImage,
+    generate_probe,
+    plan_probe_image,
+    render_probe_image,
+)
+from llama3med.experiments.probe.images import MITOSIS_LENGTH, NODULE_DIAMETER, RADIOGRAPH, on_aerated_lung
+from llama3med.train.data.conversations import DataReport, DataSource, read_source
 
 SEED, N_TRAIN, N_TEST, SIZE = 7, 12, 8, 1024
 SHARED_FIELDS = {"id", "image", "question", "answer", "answer_type", "question_type"}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from llama3med.data.supervision import (
+from llama3med.model.processing import Llama3MedImageProcessor, Llama3MedProcessor
+from llama3med.model.tokenization import LLAMA3_CHAT_TEMPLATE, build_tiny_tokenizer, prepare_tokenizer
+from llama3med.train.data.supervision import (
     IGNORE_INDEX,
     SampleTooLong,
     SupervisedSample,
@@ -13,8 +15,6 @@ from llama3med.data.supervision import (
     special_token_ids,
     supervise,
 )
-from llama3med.model.processing import Llama3MedImageProcessor, Llama3MedProcessor
-from llama3med.model.tokenization import LLAMA3_CHAT_TEMPLATE, build_tiny_tokenizer, prepare_tokenizer
 
 TWO_TURNS = [
     {"role": "system", "content": "You are a careful radiology assistant."},

@@ -16,7 +16,7 @@ images are generated, and the same seed gives byte-identical files. Conventions:
 style radiograph when `i` is even, microscopy when odd, and targets when `i // 2` is even, so presence
 answers are balanced within each style. "Left lung" is the patient's left, on the image's right
 (radiological convention for a frontal radiograph); microscopy quadrants are plain image quadrants.
-Pixels are drawn by `llama3med.data.probe_images`.
+Pixels are drawn by `llama3med.experiments.probe.images`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from llama3med.data.probe_images import (
+from llama3med.experiments.probe.images import (
     MICROSCOPY,
     RADIOGRAPH,
     REFERENCE_SIZE,
@@ -360,7 +360,7 @@ def write_probe_json(
         **parameters,
         "complete": complete,
         "questions": questions,
-        "generator": "llama3med.data.probe",
+        "generator": "llama3med.experiments.probe",
     }
     (out_dir / "probe.json").write_bytes(
         (json.dumps(content, sort_keys=True, indent=2) + "\n").encode("utf-8")

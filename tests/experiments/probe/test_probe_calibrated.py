@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from llama3med.data.probe import FORMAT_VERSION, FORMATS, generate_probe, plan_probe_image, render_probe_image
-from llama3med.data.probe_images import (
+from llama3med.experiments.probe.generate import (
+    FORMAT_VERSION,
+    FORMATS,
+    generate_probe,
+    plan_probe_image,
+    render_probe_image,
+)
+from llama3med.experiments.probe.images import (
     REFERENCE_SIZE,
     STIPPLE_DIAMETER,
     STIPPLE_DIAMETER_FORMAT_2,
@@ -90,7 +96,7 @@ def test_stippled_targets_vanish_at_224_and_448_and_dominate_at_896() -> None:
 
 
 def test_stipple_keeps_every_2x2_block_mean_and_never_clips() -> None:
-    from llama3med.data.probe_images import Target
+    from llama3med.experiments.probe.images import Target
 
     base = np.full((64, 64), 200, np.uint8)
     target = Target("nodule", 32.0, 32.0, 12.0, "small")

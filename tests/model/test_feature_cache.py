@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from llama3med.model.feature_cache import FeatureCache, encoder_fingerprint
 from llama3med.model.presets import build_preset
-from llama3med.train.feature_cache import FeatureCache, encoder_fingerprint
 
 
 @pytest.fixture(scope="module")
 def tiny():
     return build_preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def image_paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """5 deterministic noise PNGs of different sizes."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, size=(40 + 8 * i, 48 + 4 * i, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+    return [folder / f"img{i}.png" for i in range(5)]
 
 
 def test_fingerprint_depends_on_encoder_weights_scales_and_preprocessing(tiny) -> None:
@@ -38,10 +50,10 @@ def test_fingerprint_depends_on_encoder_weights_scales_and_preprocessing(tiny) -
         processor.image_processor.pad_to_square = True
 
 
-def test_fill_stores_exact_features_once_and_atomically(tiny, tmp_path: Path, image_folder: Path) -> None:
+def test_fill_stores_exact_features_once_and_atomically(tiny, tmp_path: Path, image_paths: list[Path]) -> None:
     model, processor = tiny
     cache = FeatureCache(tmp_path, encoder_fingerprint(model, processor.image_processor))
-    paths = [image_folder / f"img{i}.png" for i in range(5)]
+    paths = image_paths
     items = [(f"{i:064x}", p) for i, p in enumerate(paths)]
     calls: list[int] = []
 

@@ -1,1 +1,0 @@
-"""Data: training conversations (readers, the dataset, label masking) and the synthetic fine-detail probe."""
