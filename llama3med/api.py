@@ -11,20 +11,21 @@ import inspect
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from transformers import DynamicCache, GenerationMixin, StoppingCriteriaList, StopStringCriteria
+from transformers import DynamicCache, GenerationMixin
 
+from llama3med.generation import GenerationSettings, generation_settings
+from llama3med.io.image_tag import IMAGE_TOKEN, add_image_tag
 from llama3med.model.chat_encoding import encode_chat
 from llama3med.model.decoding import decode_dropping_finished
 from llama3med.model.image_feature_cache import DEFAULT_MAX_BYTES, ImageFeatureCache, pixel_key
 from llama3med.model.loading import load_folder
 from llama3med.model.modeling import Llama3MedForConditionalGeneration
 from llama3med.model.processing import ImageInput, Llama3MedProcessor
-from llama3med.model.tokenization import IMAGE_TOKEN
 
 # transformers from 5.2x takes a prefilled KV cache as `generate(cache=...)` (before: `past_key_values`).
 GENERATE_TAKES_CACHE = "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
@@ -57,30 +58,6 @@ class GenerationResult:
     finish_reason: Literal["stop", "length"]
 
 
-@dataclass
-class GenerationSettings:
-    """Decoding settings; `temperature=0` means greedy decoding."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: list[str] | None = field(default=None)
-    seed: int | None = None
-
-    def generate_kwargs(self, processor: Llama3MedProcessor) -> dict[str, Any]:
-        """Keyword arguments for `model.generate`. Stop strings go in as the `StopStringCriteria` that
-        `generate(stop_strings=..., tokenizer=...)` would build: with a `custom_generate` callable, transformers
-        5.x does not hand `tokenizer` on to the stopping criteria it builds."""
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
-        if self.temperature > 0:
-            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if self.stop:
-            kwargs.update(stopping_criteria=StoppingCriteriaList([StopStringCriteria(processor.tokenizer, list(self.stop))]))
-        return kwargs
-
-
 def places_image(content: str | list[dict[str, Any]] | None) -> bool:
     """Whether message content holds the image's place: an `<image>` tag in a string, an image part in a list."""
     if isinstance(content, str):
@@ -97,7 +74,7 @@ def with_image_tag(messages: Sequence[Message]) -> list[Message]:
         if first_user is None:
             raise ValueError("a conversation with an image needs a user turn")
         content = first_user["content"]
-        first_user["content"] = [{"type": "image"}, *content] if isinstance(content, list) else f"{IMAGE_TOKEN}\n{content}"
+        first_user["content"] = [{"type": "image"}, *content] if isinstance(content, list) else add_image_tag(content)
     return messages
 
 
@@ -265,15 +242,18 @@ class Llama3Med:
         requests: Sequence[ChatRequest],
         *,
         on_text: Callable[[int, str], None] | None = None,
+        settings: GenerationSettings | None = None,
         **generation: Any,
     ) -> list[GenerationResult]:
         """Answer a batch of conversations in one `generate` call (left padding, KV cache); each row leaves the
         batch as soon as its answer is complete (`llama3med.model.decoding.decode_dropping_finished`).
 
         `on_text(row, piece)`, if given, is called from this thread with each row's text as it is generated;
-        a row's pieces concatenate to exactly its result's `text`.
+        a row's pieces concatenate to exactly its result's `text`. Decoding follows `settings`, or the
+        `GenerationSettings` fields given as keyword arguments (`max_new_tokens=32, temperature=0.7`); `chat`,
+        `stream_chat` and `stream_generate` take the same.
         """
-        settings = GenerationSettings(**generation)
+        settings = generation_settings(settings, generation)
         sequences = self.prompt_sequences(requests)
         prompt_lengths = [len(s) for s in sequences]
         deltas = TextDeltas(self, settings, len(requests), on_text) if on_text is not None else None
@@ -283,7 +263,7 @@ class Llama3Med:
                 torch.manual_seed(settings.seed)
             generated = self.model.generate(
                 **inputs,
-                **settings.generate_kwargs(self.processor),
+                **settings.generate_kwargs(self.processor.tokenizer),
                 custom_generate=decode_dropping_finished,
                 on_tokens=deltas.add if deltas is not None else None,
             )

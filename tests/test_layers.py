@@ -4,8 +4,8 @@ Layers, lowest first. A module may import from its own layer and from the layers
 
 0. ground floor: `llama3med.io` (medical image files, de-identification, JSONL, atomic writes) and the
    top-level helpers that import nothing of the package: `folders` (model folders, the cache and data-root
-   variables), `extras` (optional dependencies), `progress`, `runtime` (process settings) and
-   `llama3med/__init__.py`;
+   variables), `extras` (optional dependencies), `progress`, `runtime` (process settings), `generation`
+   (decoding settings) and `llama3med/__init__.py`;
 1. `llama3med.model`: configuration, modeling, processing, the builders, presets, pretrained weights, the feature
    caches and the Auto-class registration;
 2. `llama3med.api`: the public Python API over a model folder (load, ask, chat, batches). It is its own layer,
@@ -38,7 +38,7 @@ PACKAGE = "llama3med"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 
 LAYERS: dict[str, int] = {
-    "io": 0, "folders": 0, "extras": 0, "progress": 0, "runtime": 0, "__init__": 0,
+    "io": 0, "folders": 0, "extras": 0, "progress": 0, "runtime": 0, "generation": 0, "__init__": 0,
     "model": 1,
     "api": 2,
     "train": 3, "eval": 3, "serve": 3, "instruct": 3,

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from llama3med.cli.common import Threads, fail, set_threads
+from llama3med.generation import GenerationSettings
 from llama3med.serve.limits import ServerLimits
 
 console = Console(stderr=True)
@@ -36,9 +37,11 @@ Frame = Annotated[int | None, typer.Option(min=0, help="Frame of a multi-frame i
 Slice = Annotated[int | None, typer.Option("--slice", min=0, help="Slice of a 3-D volume (NIfTI, DICOM).")]
 
 
-def generation_options(max_new_tokens: int, temperature: float, top_p: float, stop: list[str] | None, seed: int | None) -> dict[str, Any]:
-    """Keyword arguments for `Llama3Med.generate`."""
-    return {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "stop": stop or None, "seed": seed}
+def settings_from_options(
+    max_new_tokens: int, temperature: float, top_p: float, stop: list[str] | None, seed: int | None
+) -> GenerationSettings:
+    """The decoding options as `Llama3Med.generate`'s settings (no `--stop` given: no stop strings)."""
+    return GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop or None, seed=seed)
 
 
 def image_options(window: str | None, frame: int | None, slice_index: int | None) -> dict[str, Any]:
@@ -102,7 +105,7 @@ def ask(
     set_threads(threads)
     loaded = open_image(image, image_options(window, frame, slice_index))
     api = load_api(model, device)
-    for piece in api.stream_chat(loaded, question, **generation_options(max_new_tokens, temperature, top_p, stop, seed)):
+    for piece in api.stream_chat(loaded, question, settings=settings_from_options(max_new_tokens, temperature, top_p, stop, seed)):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -132,7 +135,7 @@ def chat(
 
     options = image_options(window, frame, slice_index)
     session = ChatSession(load_api(model, device), open_image(image, options))
-    generation = generation_options(max_new_tokens, temperature, top_p, stop, seed)
+    settings = settings_from_options(max_new_tokens, temperature, top_p, stop, seed)
     print(f"Talking about {image}. {CHAT_HELP}", flush=True)
     while True:
         try:
@@ -159,7 +162,7 @@ def chat(
         else:
             print("assistant> ", end="", flush=True)
             try:
-                for piece in session.ask(line, **generation):
+                for piece in session.ask(line, settings):
                     print(piece, end="", flush=True)
             except KeyboardInterrupt:
                 print(" (interrupted)", end="")
@@ -208,7 +211,7 @@ def predict(
                 out,
                 batch_size=batch_size,
                 image_options=image_options(window, frame, slice_index),
-                generation=generation_options(max_new_tokens, temperature, top_p, stop, seed),
+                settings=settings_from_options(max_new_tokens, temperature, top_p, stop, seed),
                 on_batch=lambda n: progress.advance(task, n),
             )
         except PredictionInputError as error:
@@ -297,7 +300,7 @@ def web(
         port=port,
         examples_dir=examples,
         device=device,
-        generation={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p},
+        generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p),
     )
 
 

@@ -7,7 +7,7 @@
 - `OpenAIChatAnswerer`: any OpenAI-compatible chat endpoint (vLLM, SGLang, our server, a provider); images
   go as base64 PNG data URLs; requests run with bounded concurrency and retries.
 
-Prompts are user turns; every answerer decodes greedily unless `Decoding.temperature > 0`.
+Prompts are user turns; every answerer decodes greedily unless `GenerationSettings.temperature > 0`.
 """
 
 from __future__ import annotations
@@ -18,24 +18,13 @@ import io
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
 
-
-@dataclass(frozen=True)
-class Decoding:
-    """Decoding settings shared by all answerers; temperature 0 means greedy."""
-
-    max_new_tokens: int = 64
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from llama3med.generation import GenerationSettings
+from llama3med.io.image_tag import IMAGE_TOKEN, add_image_tag
 
 
 class Answerer(Protocol):
@@ -74,12 +63,12 @@ def torch_dtype(dtype: str | None) -> Any:
 class Llama3MedAnswerer:
     """A Llama3-Med model; each prompt is one user turn with the image."""
 
-    def __init__(self, api: Any, decoding: Decoding, path: str | Path | None = None) -> None:
+    def __init__(self, api: Any, decoding: GenerationSettings, path: str | Path | None = None) -> None:
         self.api, self.decoding, self.path = api, decoding, path
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, decoding: Decoding, *, device: str | None = None, dtype: str | None = None
+        cls, path: str | Path, decoding: GenerationSettings, *, device: str | None = None, dtype: str | None = None
     ) -> Llama3MedAnswerer:
         from llama3med.api import Llama3Med
 
@@ -97,7 +86,7 @@ class Llama3MedAnswerer:
             ChatRequest(image, [{"role": "user", "content": prompt}], image_key=key)
             for image, prompt, key in zip(images, prompts, keys, strict=True)
         ]
-        return [result.text for result in self.api.generate(requests, **self.decoding.as_dict())]
+        return [result.text for result in self.api.generate(requests, settings=self.decoding)]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -115,14 +104,14 @@ class HFImageTextAnswerer:
     a processor without a chat template gets `"<image token>\\n{prompt}"`.
     """
 
-    def __init__(self, model: Any, processor: Any, decoding: Decoding, path: str | Path | None = None) -> None:
+    def __init__(self, model: Any, processor: Any, decoding: GenerationSettings, path: str | Path | None = None) -> None:
         self.model, self.processor, self.decoding, self.path = model.eval(), processor, decoding, path
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.tokenizer.padding_side = "left"  # generation continues every row from its last prompt token
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, decoding: Decoding, *, device: str | None = None, dtype: str | None = None
+        cls, path: str | Path, decoding: GenerationSettings, *, device: str | None = None, dtype: str | None = None
     ) -> HFImageTextAnswerer:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -137,13 +126,10 @@ class HFImageTextAnswerer:
         if getattr(self.processor, "chat_template", None):
             messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
             return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return f"{getattr(self.processor, 'image_token', '<image>')}\n{prompt}"
+        return add_image_tag(prompt, tag=getattr(self.processor, "image_token", IMAGE_TOKEN))
 
     def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": self.decoding.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
-        if self.decoding.temperature > 0:
-            return kwargs | {"do_sample": True, "temperature": self.decoding.temperature, "top_p": self.decoding.top_p}
-        return kwargs | {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        return self.decoding.generate_kwargs(self.tokenizer) | {"pad_token_id": self.tokenizer.pad_token_id}
 
     def answer(
         self, images: Sequence[Image.Image], prompts: Sequence[str], image_keys: Sequence[str] | None = None
@@ -193,7 +179,7 @@ class OpenAIChatAnswerer:
         self,
         base_url: str,
         model: str,
-        decoding: Decoding,
+        decoding: GenerationSettings,
         *,
         api_key: str | None = None,
         max_concurrency: int = 8,

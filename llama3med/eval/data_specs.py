@@ -47,11 +47,12 @@ from llama3med.eval.benchmarks import (
     unique_ids,
 )
 from llama3med.folders import DATA_ROOT_ENV
+from llama3med.io.image_tag import IMAGE_TOKEN
 from llama3med.io.jsonl import read_jsonl
 
 EXPLICIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # LLaVA-Med's question texts start with the image tag; the image goes to the model separately.
-IMAGE_TAG = re.compile(r"^\s*<image>\s*|\s*<image>\s*$")
+IMAGE_TAG = re.compile(rf"^\s*{re.escape(IMAGE_TOKEN)}\s*|\s*{re.escape(IMAGE_TOKEN)}\s*$")
 FILE_SUFFIXES = (".jsonl", ".csv", ".json", ".parquet")
 
 

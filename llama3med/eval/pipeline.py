@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llama3med.eval.answerers import Answerer, Decoding
+from llama3med.eval.answerers import Answerer
 from llama3med.eval.benchmarks import Benchmark
 from llama3med.eval.protocols import describe_protocol
 from llama3med.eval.report import (
@@ -36,6 +36,7 @@ from llama3med.eval.report import (
 from llama3med.eval.runner import check_run_settings, run_benchmark
 from llama3med.eval.scoring import metric_ceilings, score_benchmark
 from llama3med.eval.templates import PromptTemplates
+from llama3med.generation import GenerationSettings
 
 
 def evaluate(
@@ -44,7 +45,7 @@ def evaluate(
     templates: PromptTemplates,
     out_dir: str | Path,
     *,
-    decoding: Decoding,
+    decoding: GenerationSettings,
     batch_size: int = 16,
     limit: int | None = None,
     model_dir: str | Path | None = None,

@@ -20,8 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from llama3med.eval.answerers import Decoding
 from llama3med.eval.templates import PromptTemplates
+from llama3med.generation import GenerationSettings
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Protocol:
     name: str
     description: str
     prompts: str | None  # sub-folder of the packaged prompts; None = the packaged default prompts
-    decoding: Decoding
+    decoding: GenerationSettings
     reference: str
 
     def templates(self, override: str | Path | None = None) -> PromptTemplates:
@@ -47,14 +47,14 @@ PROTOCOLS: dict[str, Protocol] = {
         name="ours",
         description="format instruction per answer type, greedy decoding, at most 64 new tokens",
         prompts=None,
-        decoding=Decoding(max_new_tokens=64, temperature=0.0, top_p=1.0, seed=0),
+        decoding=GenerationSettings(max_new_tokens=64, temperature=0.0, top_p=1.0, seed=0),
         reference="llama3med (docs/EVALUATION.md)",
     ),
     "llava-med": Protocol(
         name="llava-med",
         description="the bare question as the prompt, sampling at temperature 0.7, at most 1,024 new tokens",
         prompts="llava-med",
-        decoding=Decoding(max_new_tokens=1024, temperature=0.7, top_p=1.0, seed=0),
+        decoding=GenerationSettings(max_new_tokens=1024, temperature=0.7, top_p=1.0, seed=0),
         reference="LLaVA-Med llava/eval/model_vqa_med.py (zero-shot VQA)",
     ),
 }
@@ -68,7 +68,7 @@ def get_protocol(name: str) -> Protocol:
 
 
 def protocol_settings(
-    protocol: Protocol, decoding: Decoding, templates: PromptTemplates, prompts_override: str | Path | None = None
+    protocol: Protocol, decoding: GenerationSettings, templates: PromptTemplates, prompts_override: str | Path | None = None
 ) -> dict[str, Any]:
     """What a report records about the protocol: its name, description, reference, and every setting that was
     changed from it (decoding values given on the command line, another prompts folder)."""
@@ -84,12 +84,12 @@ def protocol_settings(
     }
 
 
-def protocol_decoding(protocol: Protocol, **given: Any) -> Decoding:
+def protocol_decoding(protocol: Protocol, **given: Any) -> GenerationSettings:
     """The protocol's decoding with the values given explicitly (not None) put in their place."""
     return replace(protocol.decoding, **{k: v for k, v in given.items() if v is not None})
 
 
-def describe_protocol(decoding: Decoding, templates: PromptTemplates) -> dict[str, Any]:
+def describe_protocol(decoding: GenerationSettings, templates: PromptTemplates) -> dict[str, Any]:
     """The report entry for a run made without naming a protocol (the Python API): the named protocol whose
     decoding and prompt texts it matches exactly, else a `custom` protocol that lists its settings."""
     for protocol in PROTOCOLS.values():

@@ -115,11 +115,12 @@ def _train_stage(recipe: Recipe, log: Log) -> Path:
 
 def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, log: Log = print) -> DemoResult:
     """Run the whole pipeline into `out` (a rerun resumes or reuses finished stages)."""
-    from llama3med.eval.answerers import Decoding, Llama3MedAnswerer
+    from llama3med.eval.answerers import Llama3MedAnswerer
     from llama3med.eval.data_specs import load_custom
     from llama3med.eval.pipeline import evaluate
     from llama3med.eval.report import write_report
     from llama3med.eval.templates import PromptTemplates
+    from llama3med.generation import GenerationSettings
 
     out = Path(out)
     command = demo_command(out, settings, data_dir)
@@ -138,7 +139,7 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
                      connector=str(align_dir), feature_cache=True),
         log,
     )
-    decoding = Decoding(max_new_tokens=settings.max_new_tokens, temperature=0.0, top_p=1.0, seed=settings.seed)
+    decoding = GenerationSettings(max_new_tokens=settings.max_new_tokens, temperature=0.0, top_p=1.0, seed=settings.seed)
     answerer = Llama3MedAnswerer.from_pretrained(model_dir, decoding)
     benchmark = load_custom(data_dir)  # `<folder>/test`: test.jsonl with images/
     eval_dir = out / "eval"

@@ -19,6 +19,7 @@ from datasketch import MinHash, MinHashLSH
 
 from llama3med.instruct.prompting import DedupSettings
 from llama3med.instruct.validate import Rejection
+from llama3med.io.image_tag import IMAGE_TOKEN
 
 NUM_PERMUTATIONS = 128
 # LSH recall drops near its threshold; candidates are found a little below it and the exact Jaccard decides.
@@ -27,7 +28,7 @@ LSH_MARGIN = 0.15
 
 def normalised_tokens(text: str) -> list[str]:
     """Lowercase alphanumeric tokens; `<image>` and punctuation are dropped."""
-    return re.findall(r"[a-z0-9]+", text.replace("<image>", " ").lower())
+    return re.findall(r"[a-z0-9]+", text.replace(IMAGE_TOKEN, " ").lower())
 
 
 def shingles(tokens: list[str], size: int) -> frozenset[str]:

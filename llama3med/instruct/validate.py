@@ -15,6 +15,7 @@ from typing import Any
 
 from llama3med.instruct.prompting import PromptTemplate
 from llama3med.instruct.records import CaptionRecord
+from llama3med.io.image_tag import add_image_tag
 
 REASONS = (
     "empty",
@@ -170,7 +171,7 @@ def to_llava(record: CaptionRecord, turns: list[Turn], generator: str, kind: str
     """LLaVA conversation format: `<image>` opens the first human turn; `id` is unique per result."""
     conversations = []
     for index, turn in enumerate(turns):
-        question = f"<image>\n{turn.question}" if index == 0 else turn.question
+        question = add_image_tag(turn.question) if index == 0 else turn.question
         conversations.append({"from": "human", "value": question})
         conversations.append({"from": "gpt", "value": turn.answer})
     return {

@@ -10,6 +10,7 @@ from typing import Any
 
 from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
+from llama3med.io.image_tag import IMAGE_TOKEN
 from llama3med.model.efficientnet_lite import EfficientNetLiteConfig
 from llama3med.model.timm_vision import TimmVisionConfig
 
@@ -80,7 +81,7 @@ class Llama3MedConfig(PretrainedConfig):
         vision_prefix_tokens: int | None = None,
         encoder_chunk_size: int = 0,
         image_token_id: int | None = None,
-        image_token: str = "<image>",
+        image_token: str = IMAGE_TOKEN,
         tile_size: int | None = None,
         **kwargs: Any,
     ) -> None:

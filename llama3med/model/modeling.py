@@ -184,7 +184,8 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
         if n_slots != image_embeds.shape[0] * image_embeds.shape[1]:
             raise ValueError(
                 f"input_ids hold {n_slots} image tokens but {image_embeds.shape[0]} image(s) x"
-                f" {image_embeds.shape[1]} tokens were encoded; every <image> must be expanded by the processor"
+                f" {image_embeds.shape[1]} tokens were encoded; every {self.config.image_token} must be expanded by the"
+                " processor"
             )
         return embeds.masked_scatter(image_mask.unsqueeze(-1), image_embeds.to(embeds.dtype))
 

@@ -13,6 +13,7 @@ from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 from transformers.image_processing_utils import BaseImageProcessor
 
+from llama3med.io.image_tag import IMAGE_TOKEN
 from llama3med.model.normalization import CLIP, RESAMPLING_FILTERS, ImageNormalization
 from llama3med.model.tokenization import with_content_parts
 
@@ -107,7 +108,7 @@ class Llama3MedProcessor(ProcessorMixin):
         image_processor: Llama3MedImageProcessor | None = None,
         tokenizer: Any = None,
         num_image_tokens: int = 256,
-        image_token: str = "<image>",
+        image_token: str = IMAGE_TOKEN,
         chat_template: str | None = None,
         system_prompt: str | None = None,
         **kwargs: Any,

@@ -9,7 +9,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-IMAGE_TOKEN = "<image>"
+from llama3med.io.image_tag import IMAGE_TOKEN
 
 # Llama-3's special tokens in id order (ids 128000.. in Meta's tokenizer); the tiny tokenizer carries
 # the same strings so the chat template and label masking behave as with the real one.

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from llama3med.api import ChatRequest, GenerationResult, GenerationSettings, Llama3Med
 
@@ -109,13 +109,13 @@ class DynamicBatcher:
         def send(row: int, piece: str) -> None:  # called from the generate thread
             loop.call_soon_threadsafe(self._deliver, group[row], piece)
 
-        settings = asdict(group[0].settings)
+        settings = group[0].settings
         # Following the text costs a decode per row and step: only when some request streams.
         on_text = send if any(p.on_text is not None for p in group) else None
         self.generate_calls += 1
         try:
             results = await loop.run_in_executor(
-                self._worker, lambda: self.api.generate([p.request for p in group], on_text=on_text, **settings)
+                self._worker, lambda: self.api.generate([p.request for p in group], on_text=on_text, settings=settings)
             )
         except Exception as error:
             if len(group) == 1:

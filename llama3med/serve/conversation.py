@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from llama3med.api import Message
+from llama3med.io.image_tag import add_image_tag
 from llama3med.serve.errors import APIError
 from llama3med.serve.limits import ServerLimits
 from llama3med.serve.schemas import ChatCompletionRequest, ImagePart
@@ -89,7 +90,7 @@ def parse_conversation(body: ChatCompletionRequest, limits: ServerLimits, reserv
             texts.append(text)
         content = "\n".join(texts)
         role = "system" if message.role == "developer" else message.role
-        messages.append({"role": role, "content": f"<image>\n{content}" if has_image else content})
+        messages.append({"role": role, "content": add_image_tag(content) if has_image else content})
     if total_chars > limits.max_prompt_chars:
         raise APIError(
             400,

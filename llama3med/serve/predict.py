@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llama3med.api import ChatRequest, Llama3Med
+from llama3med.generation import GenerationSettings
 from llama3med.io.jsonl import drop_torn_last_line, jsonl_line, read_jsonl, sort_jsonl
 
 
@@ -113,11 +114,12 @@ def predict_file(
     *,
     batch_size: int = 8,
     image_options: dict[str, Any] | None = None,
-    generation: dict[str, Any] | None = None,
+    settings: GenerationSettings | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Answer the questions not yet in `out`, grouped by image; returns (answered now, skipped as already
-    answered). When all are answered, `out` is rewritten in the input's order.
+    answered). When all are answered, `out` is rewritten in the input's order. Decoding follows `settings`
+(default: `GenerationSettings()`).
 
     `on_batch(n)` is called after each batch of `n` answers has been written.
     """
@@ -140,7 +142,7 @@ def predict_file(
                     reason = error.reason if isinstance(error, ImageLoadError) else str(error)
                     raise PredictionInputError(f"{questions_path}:{q.line} (id {q.key}): image {q.image}: {reason}") from None
                 requests.append(ChatRequest(image, [{"role": "user", "content": q.question}], image_key=key))
-            results = api.generate(requests, **(generation or {}))
+            results = api.generate(requests, settings=settings)
             for q, result in zip(batch, results, strict=True):
                 row = {
                     "id": q.id,

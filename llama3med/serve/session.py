@@ -7,9 +7,10 @@ switching images keeps the earlier turns as text and attaches the new image to t
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from llama3med.api import ChatRequest, Llama3Med, Message
+from llama3med.generation import GenerationSettings
+from llama3med.io.image_tag import add_image_tag
 from llama3med.model.processing import ImageInput
 
 
@@ -19,7 +20,7 @@ def conversation_request(image: ImageInput | None, history: Sequence[Message], q
     messages = [dict(m) for m in history] + [{"role": "user", "content": question}]
     if image is not None:
         turn = next(i for i in range(image_turn, len(messages)) if messages[i]["role"] == "user")
-        messages[turn]["content"] = "<image>\n" + messages[turn]["content"]
+        messages[turn]["content"] = add_image_tag(messages[turn]["content"])
     return ChatRequest(image, messages)
 
 
@@ -42,11 +43,11 @@ class ChatSession:
         self.history = []
         self.image_turn = 0
 
-    def ask(self, question: str, **generation: Any) -> Iterator[str]:
+    def ask(self, question: str, settings: GenerationSettings | None = None) -> Iterator[str]:
         """Stream the answer to `question`; once complete, the turn joins the history."""
         request = conversation_request(self.image, self.history, question, self.image_turn)
         pieces = []
-        for piece in self.api.stream_generate(request, **generation):
+        for piece in self.api.stream_generate(request, settings=settings):
             pieces.append(piece)
             yield piece
         self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": "".join(pieces)}]

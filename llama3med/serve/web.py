@@ -16,6 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no teleme
 import gradio as gr  # noqa: E402
 
 from llama3med.api import Llama3Med  # noqa: E402
+from llama3med.generation import GenerationSettings  # noqa: E402
 from llama3med.serve.limits import ServerLimits  # noqa: E402
 from llama3med.serve.session import conversation_request  # noqa: E402
 
@@ -37,15 +38,15 @@ def build_web_app(
     *,
     examples_dir: Path | None = None,
     limits: ServerLimits | None = None,
-    generation: dict[str, Any] | None = None,
+    generation: GenerationSettings | None = None,
 ) -> gr.Blocks:
     """The Gradio app answering with `api`; `generation` sets the sliders' starting values
-    (`max_new_tokens`, `temperature`, `top_p`)."""
+    (`max_new_tokens`, `temperature`, `top_p`; default: greedy, at most 256 new tokens within the limits)."""
     from llama3med.io.images import ImageLoadError, load_image
 
     limits = limits or ServerLimits()
     examples = example_images(examples_dir)
-    defaults = {"max_new_tokens": min(256, limits.max_tokens), "temperature": 0.0, "top_p": 1.0, **(generation or {})}
+    defaults = generation or GenerationSettings(max_new_tokens=min(256, limits.max_tokens))
 
     def respond(
         image_path: str | None, question: str, state: dict[str, Any], max_new_tokens: float, temperature: float, top_p: float
@@ -61,8 +62,8 @@ def build_web_app(
         history = state["history"]
         request = conversation_request(image, history, question, state["image_turn"])
         shown = history + [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
-        generation = {"max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "top_p": float(top_p)}
-        for piece in api.stream_generate(request, **generation):
+        settings = GenerationSettings(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p))
+        for piece in api.stream_generate(request, settings=settings):
             shown[-1]["content"] += piece
             yield shown, "", state
         yield shown, "", {**state, "history": shown}
@@ -84,9 +85,9 @@ def build_web_app(
                 if examples:
                     gr.Examples(examples=[[path] for path in examples], inputs=[image], label="Example images")
                 with gr.Accordion("Generation settings", open=False):
-                    max_new_tokens = gr.Slider(1, limits.max_tokens, value=defaults["max_new_tokens"], step=1, label="Max new tokens")
-                    temperature = gr.Slider(0.0, 2.0, value=defaults["temperature"], step=0.05, label="Temperature (0 = greedy)")
-                    top_p = gr.Slider(0.05, 1.0, value=defaults["top_p"], step=0.05, label="Top-p")
+                    max_new_tokens = gr.Slider(1, limits.max_tokens, value=defaults.max_new_tokens, step=1, label="Max new tokens")
+                    temperature = gr.Slider(0.0, 2.0, value=defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
+                    top_p = gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="Top-p")
             with gr.Column(scale=2):
                 # Model output is shown as plain text: no Markdown, HTML or LaTeX rendering of generated text.
                 chatbot = gr.Chatbot(
@@ -111,7 +112,7 @@ def run_web(
     host: str = "127.0.0.1",
     port: int = 7860,
     examples_dir: Path | None = None,
-    generation: dict[str, Any] | None = None,
+    generation: GenerationSettings | None = None,
     device: str | None = None,
 ) -> None:
     """Load `model_dir` and serve the web UI until interrupted."""

@@ -17,7 +17,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from llama3med.cli.main import app
-from llama3med.eval.answerers import Decoding, EndpointError, HFImageTextAnswerer, OpenAIChatAnswerer
+from llama3med.eval.answerers import EndpointError, HFImageTextAnswerer, OpenAIChatAnswerer
+from llama3med.generation import GenerationSettings
 
 LLAVA_CHAT_TEMPLATE = (
     "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
@@ -62,7 +63,7 @@ def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_hf_model_batched_equals_one_at_a_time(tiny_llava_dir: Path) -> None:
-    answerer = HFImageTextAnswerer.from_pretrained(tiny_llava_dir, Decoding(max_new_tokens=6))
+    answerer = HFImageTextAnswerer.from_pretrained(tiny_llava_dir, GenerationSettings(max_new_tokens=6))
     images = [Image.new("RGB", (40 + 9 * i, 30), (30 * i, 200 - 20 * i, 90)) for i in range(4)]
     prompts = ["Is there a nodule?", "What organ is shown in this image? Answer with a single word.", "Where?", "Is this a CT scan of the abdomen?"]
     batched = answerer.answer(images, prompts)
@@ -167,7 +168,7 @@ def base_url(server: ChatServer) -> str:
 
 
 def test_endpoint_answers_in_order_with_bounded_concurrency_and_retries(chat_server: ChatServer) -> None:
-    answerer = OpenAIChatAnswerer(base_url(chat_server), "served-name", Decoding(max_new_tokens=5, seed=3), max_concurrency=2, max_retries=2)
+    answerer = OpenAIChatAnswerer(base_url(chat_server), "served-name", GenerationSettings(max_new_tokens=5, seed=3), max_concurrency=2, max_retries=2)
     images = [Image.new("RGB", (16, 16), (200, 0, 0) if i % 2 else (0, 0, 200)) for i in range(6)]
     prompts = [f"Q{i} is it?" for i in range(6)]
     assert answerer.answer(images, prompts) == [f"{'red' if i % 2 else 'blue'} q{i}" for i in range(6)]
@@ -179,7 +180,7 @@ def test_endpoint_answers_in_order_with_bounded_concurrency_and_retries(chat_ser
 
 def test_endpoint_gives_up_after_its_retries() -> None:
     for server in serve(ChatServer(failures=100)):
-        answerer = OpenAIChatAnswerer(base_url(server), "m", Decoding(), max_retries=1)
+        answerer = OpenAIChatAnswerer(base_url(server), "m", GenerationSettings(), max_retries=1)
         with pytest.raises(EndpointError, match=r"/v1: chat completion failed after 1 retries"):
             answerer.answer([Image.new("RGB", (4, 4))], ["x"])
         assert server.requests == 2

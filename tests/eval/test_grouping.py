@@ -15,16 +15,17 @@ from typer.testing import CliRunner
 
 from llama3med.api import Llama3Med
 from llama3med.cli.main import app
-from llama3med.eval.answerers import Decoding, Llama3MedAnswerer
+from llama3med.eval.answerers import Llama3MedAnswerer
 from llama3med.eval.benchmarks import Benchmark, load_benchmark
 from llama3med.eval.runner import grouped_by_image, run_benchmark
 from llama3med.eval.templates import PromptTemplates
+from llama3med.generation import GenerationSettings
 from llama3med.model.image_feature_cache import pixel_key
 
 # Three images, their questions interleaved in the file: no two neighbours share an image.
 IMAGE_ORDER = ["a", "b", "a", "c", "b", "a", "c", "a", "b", "c", "a"]
 QUESTIONS = ["Is there a nodule?", "Which organ is shown?", "Is this normal?", "Where is the lesion?", "Is it a CT scan?"]
-DECODING = Decoding(max_new_tokens=6)
+DECODING = GenerationSettings(max_new_tokens=6)
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from llama3med.cli.main import app
-from llama3med.eval.answerers import Decoding, HFImageTextAnswerer, Llama3MedAnswerer
+from llama3med.eval.answerers import HFImageTextAnswerer, Llama3MedAnswerer
+from llama3med.generation import GenerationSettings
 
 
 def test_hf_backend_answers_our_folder_like_our_backend(tiny_model_dir: Path) -> None:
-    decoding = Decoding(max_new_tokens=6)
+    decoding = GenerationSettings(max_new_tokens=6)
     hf = HFImageTextAnswerer.from_pretrained(tiny_model_dir, decoding)
     ours = Llama3MedAnswerer.from_pretrained(tiny_model_dir, decoding)
     images = [Image.new("RGB", (40 + 9 * i, 30), (30 * i, 200 - 20 * i, 90)) for i in range(3)]

@@ -11,10 +11,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from llama3med.cli.main import app
-from llama3med.eval.answerers import Decoding, Llama3MedAnswerer, config_sha256
+from llama3med.eval.answerers import Llama3MedAnswerer, config_sha256
 from llama3med.eval.benchmarks import load_benchmark
 from llama3med.eval.runner import ResumeError, completed_predictions
 from llama3med.eval.templates import PromptTemplates
+from llama3med.generation import GenerationSettings
 
 
 def run_eval(model: Path, data_root: Path, out: Path, *extra: str) -> None:
@@ -91,7 +92,7 @@ def test_corrupt_or_foreign_prediction_lines_stop_a_resume(small_benchmark_dir: 
 
 
 def test_llama3med_batched_answers_equal_one_at_a_time(tiny_model_dir: Path) -> None:
-    answerer = Llama3MedAnswerer.from_pretrained(tiny_model_dir, Decoding(max_new_tokens=6))
+    answerer = Llama3MedAnswerer.from_pretrained(tiny_model_dir, GenerationSettings(max_new_tokens=6))
     images = [Image.new("RGB", (50 + 13 * i, 40), (40 * i, 90, 200 - 30 * i)) for i in range(4)]
     prompts = ["Is there a nodule?", "What organ is shown in this image? Answer with a single word.", "Where?", "Is this a CT scan?"]
     batched = answerer.answer(images, prompts)

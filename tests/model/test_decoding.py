@@ -66,7 +66,7 @@ def end_of_turn(api: Llama3Med, eos: set[int]) -> Iterator[None]:
 
 def decode(api: Llama3Med, requests: Sequence[ChatRequest], seed: int | None = None, **settings: Any) -> tuple[list[list[int]], list[int]]:
     """(each row's generated ids, rows in each model forward) with `decode_dropping_finished`, as `generate` runs it."""
-    kwargs = GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, **settings).generate_kwargs(api.processor)
+    kwargs = GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, **settings).generate_kwargs(api.processor.tokenizer)
     forward_rows: list[int] = []
     with torch.inference_mode():
         inputs = api.generation_inputs(requests, api.prompt_sequences(requests))  # shared prefixes prefilled here
@@ -85,7 +85,7 @@ def decode(api: Llama3Med, requests: Sequence[ChatRequest], seed: int | None = N
 def hf_generate(api: Llama3Med, requests: Sequence[ChatRequest], seed: int | None = None, **settings: Any) -> list[list[int]]:
     """Each row's ids from transformers' own loop, which keeps finished rows in the batch and pads them: the
     padding after a row's last token is cut (the tiny model's answers never end in its padding id)."""
-    kwargs = GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, **settings).generate_kwargs(api.processor)
+    kwargs = GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, **settings).generate_kwargs(api.processor.tokenizer)
     if "stopping_criteria" in kwargs:  # transformers' own route to stop strings
         kwargs.pop("stopping_criteria")
         kwargs.update(stop_strings=settings["stop"], tokenizer=api.processor.tokenizer)

@@ -51,6 +51,7 @@ from llama3med.experiments.probe.images import (
     plan_radiograph,
     render,
 )
+from llama3med.io.image_tag import add_image_tag
 
 FORMAT_VERSION = 3  # bump when the images or texts change, so that stale probes are regenerated
 
@@ -279,7 +280,7 @@ def conversation_for(image: ProbeImage, questions: list[dict[str, str]]) -> dict
     for position, record in enumerate(
         [*questions, {"question": DESCRIBE_QUESTION, "answer": caption_for(image)}]
     ):
-        prompt = ("<image>\n" if position == 0 else "") + record["question"]
+        prompt = add_image_tag(record["question"]) if position == 0 else record["question"]
         turns += [{"from": "human", "value": prompt}, {"from": "gpt", "value": record["answer"]}]
     return {"id": image.id, "image": image.file, "conversations": turns}
 

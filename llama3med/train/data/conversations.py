@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llama3med.io.image_tag import IMAGE_TOKEN, add_image_tag
 from llama3med.io.jsonl import parse_lines
 
-IMAGE_TAG = "<image>"
 FORMATS = ("llava", "caption", "vqa")
 TEMPLATES = ("conversation", "caption")
 LLAVA_ROLES = {
@@ -235,24 +235,24 @@ def check_roles(messages: Sequence[dict[str, str]]) -> None:
 def place_image_tag(messages: list[dict[str, str]], has_image: bool) -> list[dict[str, str]]:
     """Exactly one `<image>` tag in a user turn for an image record (added to the first user turn when
     absent, as inference does); none for a text-only record."""
-    tags = sum(m["content"].count(IMAGE_TAG) for m in messages)
-    if any(IMAGE_TAG in m["content"] for m in messages if m["role"] != "user"):
-        raise BadRecordError("", f"{IMAGE_TAG} tag outside a user turn")
+    tags = sum(m["content"].count(IMAGE_TOKEN) for m in messages)
+    if any(IMAGE_TOKEN in m["content"] for m in messages if m["role"] != "user"):
+        raise BadRecordError("", f"{IMAGE_TOKEN} tag outside a user turn")
     if not has_image:
         if tags:
-            raise BadRecordError("", f"{tags} {IMAGE_TAG} tag(s) but no image")
+            raise BadRecordError("", f"{tags} {IMAGE_TOKEN} tag(s) but no image")
         return messages
     if tags > 1:
-        raise BadRecordError("", f"{tags} {IMAGE_TAG} tags for one image")
+        raise BadRecordError("", f"{tags} {IMAGE_TOKEN} tags for one image")
     if tags == 0:
         first_user = next(m for m in messages if m["role"] == "user")
-        first_user["content"] = f"{IMAGE_TAG}\n{first_user['content']}"
+        first_user["content"] = add_image_tag(first_user["content"])
     return messages
 
 
 def caption_messages(caption: str) -> list[dict[str, str]]:
     """The stage-1 (pretrain) template: the user turn is the image alone, the assistant turn the caption."""
-    return [{"role": "user", "content": IMAGE_TAG}, {"role": "assistant", "content": caption}]
+    return [{"role": "user", "content": IMAGE_TOKEN}, {"role": "assistant", "content": caption}]
 
 
 def record_messages(record: dict, format: str, template: str = "conversation") -> list[dict[str, str]]:
@@ -261,14 +261,14 @@ def record_messages(record: dict, format: str, template: str = "conversation") -
         messages = llava_messages(record)
         if template == "caption":
             reply = next((m["content"] for m in messages if m["role"] == "assistant"), "")
-            if not reply or IMAGE_TAG in reply:
+            if not reply or IMAGE_TOKEN in reply:
                 raise BadRecordError("", "no caption: the record has no usable assistant turn")
             return caption_messages(reply)
         return messages
     if format == "caption":
         return caption_messages(_text(record, "caption"))
     return [
-        {"role": "user", "content": f"{IMAGE_TAG}\n{_text(record, 'question')}"},
+        {"role": "user", "content": add_image_tag(_text(record, 'question'))},
         {"role": "assistant", "content": _text(record, "answer")},
     ]
 

@@ -1,0 +1,48 @@
+"""`llama3med.generation.GenerationSettings`: the one decoding-settings type of the API, evaluation and the CLI,
+and its one translation into transformers' `generate` keyword arguments."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import StopStringCriteria
+
+from llama3med.cli.serve_commands import settings_from_options
+from llama3med.eval.protocols import PROTOCOLS
+from llama3med.generation import GenerationSettings, generation_settings
+from llama3med.model.tokenization import build_tiny_tokenizer, prepare_tokenizer
+
+
+def test_greedy_settings_turn_sampling_off() -> None:
+    kwargs = GenerationSettings(max_new_tokens=7, top_p=0.5, seed=3).generate_kwargs(prepare_tokenizer(build_tiny_tokenizer()))
+    assert kwargs == {"max_new_tokens": 7, "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
+def test_sampled_settings_and_stop_strings() -> None:
+    tokenizer = prepare_tokenizer(build_tiny_tokenizer())
+    kwargs = GenerationSettings(max_new_tokens=5, temperature=0.7, top_p=0.9, stop=["\n\n", "Q:"]).generate_kwargs(tokenizer)
+    criteria = kwargs.pop("stopping_criteria")
+    assert kwargs == {"max_new_tokens": 5, "do_sample": True, "temperature": 0.7, "top_p": 0.9}
+    assert len(criteria) == 1 and isinstance(criteria[0], StopStringCriteria)
+
+
+def test_report_fields_stay_the_four_evaluation_records() -> None:
+    # Evaluation reports (and resumed runs' settings checks) record exactly these fields, in this order.
+    settings = GenerationSettings(max_new_tokens=64, temperature=0.0, top_p=1.0, seed=0)
+    assert list(settings.as_dict().items()) == [("max_new_tokens", 64), ("temperature", 0.0), ("top_p", 1.0), ("seed", 0)]
+    assert GenerationSettings(stop=["x"]).as_dict()["stop"] == ["x"]
+    assert PROTOCOLS["ours"].decoding == settings
+
+
+def test_settings_or_keywords_not_both() -> None:
+    given = GenerationSettings(max_new_tokens=3)
+    assert generation_settings(given, {}) is given
+    assert generation_settings(None, {"max_new_tokens": 4, "seed": 1}) == GenerationSettings(max_new_tokens=4, seed=1)
+    with pytest.raises(TypeError, match="not both"):
+        generation_settings(given, {"temperature": 0.5})
+    with pytest.raises(TypeError):
+        generation_settings(None, {"max_tokens": 4})  # a misspelt field is refused, not ignored
+
+
+def test_command_line_options_become_settings() -> None:
+    assert settings_from_options(32, 0.0, 1.0, [], None) == GenerationSettings(max_new_tokens=32)
+    assert settings_from_options(8, 0.5, 0.9, ["END"], 2).stop == ["END"]
