@@ -28,9 +28,17 @@ def debug_enabled() -> bool:
     return _debug["on"] or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print `error: message` to stderr and return the `typer.Exit` to raise (`raise fail(...) from error`).
-    With `--debug`, the traceback of the exception being handled is printed first."""
+# Exit codes, one per kind of failure. Bad input (a missing or malformed file, recipe, option value) exits
+# with 2, the code click gives its own usage errors, so a script can tell "fix the command" from "it broke";
+# anything that failed while running (including a file the command could not read as an image) exits with 1.
+RUNTIME_FAILURE = 1
+BAD_INPUT = 2
+
+
+def fail(message: str, code: int = RUNTIME_FAILURE) -> typer.Exit:
+    """Print `error: message` to stderr and return the `typer.Exit` to raise (`raise fail(...) from error`):
+    `code` is `RUNTIME_FAILURE` or `BAD_INPUT`. With `--debug`, the traceback of the exception being handled
+    is printed first."""
     from rich.console import Console
     from rich.markup import escape
 

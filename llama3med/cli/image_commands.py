@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from llama3med.cli.common import fail
 from llama3med.io.image_safety import ImageLimits
 
 KEY_BYTES = 32
@@ -76,8 +77,7 @@ def inspect_image(
             limits=limits,
         )
     except ImageLoadError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from None
+        raise fail(str(error)) from None
     target = out if out is not None else Path(_output_name(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     image.save(target, format="PNG")

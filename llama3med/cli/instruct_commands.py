@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from llama3med.cli.common import fail
+from llama3med.cli.common import BAD_INPUT, fail
 
 instruct_app = typer.Typer(
     name="instruct",
@@ -85,7 +85,7 @@ def generate_command(
         )
         summary = generate(config)
     except (GeneratorSpecError, RecordError, PromptFileError, PriceTableError, StoreError, GenerationAborted) as error:
-        raise fail(str(error), 2) from None
+        raise fail(str(error), BAD_INPUT) from None
     except KeyboardInterrupt:
         raise fail("interrupted; results written so far are kept — rerun the same command to continue", 130) from None
 
@@ -129,7 +129,7 @@ def stats_command(
     try:
         stats = compute_stats(out_dir, PriceTable.from_file(prices or DEFAULT_PRICES_FILE))
     except (FileNotFoundError, PriceTableError, StoreError) as error:
-        raise fail(str(error), 2) from None
+        raise fail(str(error), BAD_INPUT) from None
     if as_json:
         typer.echo(json.dumps(stats.as_dict(), indent=2))
     else:
@@ -175,7 +175,7 @@ def estimate_command(
             measured_output_tokens(from_out) if from_out else None,
         )
     except (GeneratorSpecError, RecordError, PromptFileError, PriceTableError, StoreError, RuntimeError) as error:
-        raise fail(str(error), 2) from None
+        raise fail(str(error), BAD_INPUT) from None
     console = Console()
     tokens = Table(title=f"Tokens per request (Llama-3 tokenizer; {estimates[0].requests} records of {input_path.name})")
     for column in ("kind", "prompt tokens", "reply tokens", "reply tokens from"):
@@ -207,7 +207,7 @@ def medpix_context_command(
     try:
         rows, with_context = attach_medpix_context(captions, cases, out)
     except (RecordError, OSError) as error:
-        raise fail(str(error), 2) from None
+        raise fail(str(error), BAD_INPUT) from None
     typer.echo(f"{out}: {rows} rows, {with_context} with context")
 
 

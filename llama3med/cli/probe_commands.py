@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from llama3med.cli.common import fail
+from llama3med.cli.common import BAD_INPUT, fail
 from llama3med.experiments.probe.generate import (
     DEFAULT_TEST,
     DEFAULT_TRAIN,
@@ -57,7 +57,7 @@ def generate_command(
                 progress=lambda done, total: bar.update(task, completed=done),
             )  # fmt: skip
     except ProbeError as error:
-        raise fail(str(error), 2) from error
+        raise fail(str(error), BAD_INPUT) from error
     verb = "wrote" if summary.generated else "kept the complete probe already in"
     console.print(
         f"{verb} [bold]{summary.out_dir}[/]: {summary.n_train} train + {summary.n_test} test images of {summary.size} px, "

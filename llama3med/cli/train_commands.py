@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from llama3med.cli.common import Threads, fail, set_threads
+from llama3med.cli.common import BAD_INPUT, Threads, fail, set_threads
 
 
 def train(
@@ -36,7 +36,7 @@ def train(
         loaded = load_recipe(recipe, overrides or [], data_root=data_root)
         result = run_training(loaded, resume=resume, strict=strict)
     except (BadRecordError, SupervisionError, OSError, ValueError, RuntimeError, ImportError) as error:
-        raise fail(str(error), 2) from error
+        raise fail(str(error), BAD_INPUT) from error
     typer.echo(f"trained {result.global_step} steps -> {result.output_dir}")
 
 
@@ -50,7 +50,7 @@ def merge(
     try:
         merge_adapter(adapter_dir, out_dir)
     except (OSError, ValueError) as error:
-        raise fail(str(error), 2) from error
+        raise fail(str(error), BAD_INPUT) from error
     typer.echo(f"merged {adapter_dir} -> {out_dir}")
 
 
