@@ -44,17 +44,18 @@ def load_avg() -> str:
 
 
 def run_slice(api_for, spec: str, args: argparse.Namespace) -> dict:
-    from llama3med.eval.answerers import Decoding, Llama3MedAnswerer
+    from llama3med.eval.answerers import Llama3MedAnswerer
     from llama3med.eval.benchmarks import load_benchmark
     from llama3med.eval.runner import run_benchmark
     from llama3med.eval.templates import PromptTemplates
+    from llama3med.generation import GenerationSettings
     from llama3med.io.images import load_image
 
     name, count = parse_slice(spec)
     benchmark = load_benchmark(name, args.data_root / name).limited(count)
     questions = benchmark.questions
     templates = PromptTemplates.load()
-    decoding = Decoding(max_new_tokens=args.max_new_tokens)
+    decoding = GenerationSettings(max_new_tokens=args.max_new_tokens)
 
     loop = Llama3MedAnswerer(api_for(0), decoding)  # no feature memory: every call encodes its image
     start = time.perf_counter()
@@ -95,6 +96,9 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=SHARED_BENCHMARKS, help="Folder holding one folder per benchmark.")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
     args = parser.parse_args()
+    from llama3med.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the `llama3med` command does, for both arms
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -49,6 +49,8 @@ NOT_RUN: dict[str, str] = {
     "small_model and eval_all_three scenarios",
     "nice -n 5 .venv/bin/python bench/eval_batched_vs_loop.py --threads 1 --batch-size 64": "a recorded benchmark "
     "(the full VQA-RAD test and a 300-question PathVQA slice, both ways: over an hour on 2 cores)",
+    ".venv/bin/python bench/eval_batched_vs_loop.py --slices vqa-rad --threads 1 --batch-size 64 --data-root "
+    "../shared/benchmarks": "a recorded benchmark (the full VQA-RAD test both ways: about 20 minutes on 2 cores)",
     ".venv/bin/python bench/cpu_settings.py --threads 2 --tiles 16 --repeats 5": "a recorded benchmark: four fresh "
     "processes timing the real EfficientNet-Lite0 (~1 min); the settings it times are those every command applies",
     "nice -n 5 .venv/bin/python bench/serve_dynamic_batching.py --model small --clients 1,4,16 --arms batching "
