@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from llama3med.experiments.linear_probe import fit_and_score, pool_tokens, pooled_views
+from llama3med.experiments.probe.generate import FORMAT_VERSION
 
 
 def _blobs(n: int, dims: int, shift: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +102,7 @@ def test_run_writes_the_summary_per_arm_and_slice(tmp_path) -> None:
     report = run_linear_probe(tmp_path / "run", arms, probe_train=16, probe_test=8, probe_size=256, preset="tiny",
                               feature_cache=tmp_path / "cache", log=lambda line: None)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["arms"].keys() == arms.keys() and summary["probe"]["version"] == 2
+    assert summary["arms"].keys() == arms.keys() and summary["probe"]["version"] == FORMAT_VERSION
     for arm in arms:
         presence = summary["arms"][arm]["presence"]
         assert 0.0 <= presence["test_accuracy"] <= 1.0 and presence["n_test"] == 8

@@ -1,4 +1,4 @@
-"""The calibrated probe (format 2): target sizes at each scale, and stippled targets that the encoder's own
+"""The calibrated probe (formats 2 and 3): target sizes at each scale, and stippled targets that the encoder's own
 down-sampling to 448 and 224 px cancels while at 896 px they are the strongest texture of the image."""
 
 from __future__ import annotations
