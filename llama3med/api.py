@@ -41,11 +41,15 @@ class ChatRequest:
     `image_key` optionally names the image as the model will see it (a sha256 hex digest; equal keys must mean
     equal pixels, e.g. the image file's sha256 when every request loads it the same way): its features are then
     looked up before the image is even preprocessed. Without one, the preprocessed pixels are hashed.
+
+    `prompt_ids` optionally holds `Llama3Med.prompt_ids(request)` already computed (the server tokenises each
+    prompt once to check its length); generation then uses it instead of tokenising the messages again.
     """
 
     image: ImageInput | None
     messages: list[Message]
     image_key: str | None = None
+    prompt_ids: list[int] | None = None
 
 
 @dataclass
@@ -154,12 +158,13 @@ class Llama3Med:
         return inputs
 
     def prompt_sequences(self, requests: Sequence[ChatRequest]) -> list[list[int]]:
-        """Each request's prompt ids (`prompt_ids`), after checking there is one `<image>` tag per image."""
+        """Each request's prompt ids (its precomputed `prompt_ids`, else `prompt_ids(request)`), after checking
+        there is one `<image>` tag per image."""
         n_tags = sum(self.render(r).count(self.processor.image_token) for r in requests)
         n_images = sum(r.image is not None for r in requests)
         if n_tags != n_images:
             raise ValueError(f"prompts contain {n_tags} {self.processor.image_token} tag(s) but {n_images} image(s) were given")
-        return [self.prompt_ids(r) for r in requests]
+        return [r.prompt_ids if r.prompt_ids is not None else self.prompt_ids(r) for r in requests]
 
     def tokenize(self, requests: Sequence[ChatRequest]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rendered, tokenised prompts, left padded: (input_ids [B, L], attention_mask [B, L]), on the device."""

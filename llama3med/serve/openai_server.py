@@ -15,10 +15,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -118,6 +119,107 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+@dataclass
+class ServerState:
+    """What the route handlers need, kept on `app.state.server` by `create_app`."""
+
+    api: Llama3Med
+    batcher: DynamicBatcher
+    limits: ServerLimits
+    model_name: str
+    api_key: str | None
+    default_max_tokens: int
+    reserved_tokens: list[str]  # strings a message may not contain: the image tag, special and added tokens
+    context_length: int  # the model's `max_position_embeddings`
+
+    @classmethod
+    def of(cls, request: Request) -> ServerState:
+        return request.app.state.server
+
+
+def require_key(request: Request) -> None:
+    """With an API key configured, refuse requests without `Authorization: Bearer <key>` (401)."""
+    api_key = ServerState.of(request).api_key
+    if api_key is None:
+        return
+    header = request.headers.get("authorization")
+    if not header:
+        raise APIError(401, "missing API key: send the header 'Authorization: Bearer <key>'", code="missing_api_key")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+        raise APIError(401, "invalid API key", code="invalid_api_key")
+
+
+def prepare(state: ServerState, parsed: ParsedConversation, settings: GenerationSettings) -> ChatRequest:
+    """Decode the image and tokenise the prompt, refusing one too long for the context (CPU work: runs in a
+    thread). The prompt ids travel with the request, so generation does not tokenise it again."""
+    from llama3med.io.images import ImageLoadError, load_image
+
+    limits = state.limits
+    try:
+        image = None if parsed.image_bytes is None else load_image(parsed.image_bytes, limits=limits.image_limits())
+    except ImageLoadError as error:
+        raise APIError(400, f"{parsed.image_param}: {error.reason}", code="invalid_image", param=parsed.image_param) from None
+    request = ChatRequest(image, parsed.messages)
+    request.prompt_ids = state.api.prompt_ids(request)
+    prompt_tokens = len(request.prompt_ids)
+    budget = limits.max_prompt_tokens or state.context_length - settings.max_new_tokens
+    if prompt_tokens > budget:
+        raise APIError(
+            400,
+            f"messages: the prompt takes {prompt_tokens} tokens (image included); the limit is {budget} "
+            f"with max_tokens={settings.max_new_tokens}",
+            code="context_length_exceeded",
+            param="messages",
+        )
+    return request
+
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request) -> dict[str, Any]:
+    """Liveness probe (no key needed), with batching counters."""
+    state = ServerState.of(request)
+    return {
+        "status": "ok",
+        "model": state.model_name,
+        "generate_calls": state.batcher.generate_calls,
+        "requests_answered": state.batcher.requests_answered,
+    }
+
+
+@router.get("/v1/models", dependencies=[Depends(require_key)])
+async def models(request: Request) -> dict[str, Any]:
+    """The one model this server answers with."""
+    model_name = ServerState.of(request).model_name
+    return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "llama3med"}]}
+
+
+@router.post(CHAT_PATH, dependencies=[Depends(require_key)])
+async def chat_completions(http_request: Request) -> Any:
+    """Answer a conversation about one image; `stream=true` sends `chat.completion.chunk` events."""
+    state = ServerState.of(http_request)
+    model_name = state.model_name
+    body = parse_body(await read_body(http_request, state.limits.max_body_bytes))
+    if body.model != model_name:
+        raise APIError(404, f"model: {body.model!r} is not served here; this server serves {model_name!r}", code="model_not_found", param="model")
+    settings = completion_settings(body, state.limits, state.default_max_tokens)
+    parsed = parse_conversation(body, state.limits, state.reserved_tokens)
+    request = await asyncio.to_thread(prepare, state, parsed, settings)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    if not body.stream:
+        result = await state.batcher.submit(request, settings)
+        return JSONResponse(completion_body(result, completion_id, model_name))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return StreamingResponse(
+        stream_events(state.batcher, request, settings, completion_id, model_name, include_usage),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
 def create_app(
     api: Llama3Med,
     *,
@@ -133,88 +235,30 @@ def create_app(
     Requests without `max_tokens` get `default_max_tokens`; `max_batch_size=1` turns dynamic batching off.
     """
     limits = limits or ServerLimits()
-    batcher = DynamicBatcher(api, window_s=batch_window_s, max_batch_size=max_batch_size)
     tokenizer = api.processor.tokenizer
-    reserved_tokens = sorted({api.processor.image_token, *tokenizer.all_special_tokens, *tokenizer.get_added_vocab()})
-    context_length = api.model.config.text_config.max_position_embeddings
+    state = ServerState(
+        api=api,
+        batcher=DynamicBatcher(api, window_s=batch_window_s, max_batch_size=max_batch_size),
+        limits=limits,
+        model_name=model_name,
+        api_key=api_key,
+        default_max_tokens=default_max_tokens,
+        reserved_tokens=sorted({api.processor.image_token, *tokenizer.all_special_tokens, *tokenizer.get_added_vocab()}),
+        context_length=api.model.config.text_config.max_position_embeddings,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await batcher.start()
+        await state.batcher.start()
         yield
-        await batcher.stop()
+        await state.batcher.stop()
 
     # No /docs: its page loads scripts from a CDN, and the server must work offline.
     app = FastAPI(title="Llama3-Med", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.server = state
     install_error_handlers(app)
     app.add_middleware(ConcurrencyLimit, limit=limits.max_concurrent_requests)
-
-    def require_key(request: Request) -> None:
-        if api_key is None:
-            return
-        header = request.headers.get("authorization")
-        if not header:
-            raise APIError(401, "missing API key: send the header 'Authorization: Bearer <key>'", code="missing_api_key")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
-            raise APIError(401, "invalid API key", code="invalid_api_key")
-
-    def prepare(parsed: ParsedConversation, settings: GenerationSettings) -> ChatRequest:
-        """Decode the image and check the prompt length (CPU work: runs in a thread)."""
-        from llama3med.io.images import ImageLoadError, load_image
-
-        try:
-            image = None if parsed.image_bytes is None else load_image(parsed.image_bytes, limits=limits.image_limits())
-        except ImageLoadError as error:
-            raise APIError(400, f"{parsed.image_param}: {error.reason}", code="invalid_image", param=parsed.image_param) from None
-        request = ChatRequest(image, parsed.messages)
-        prompt_tokens = api.prompt_length(request)
-        budget = limits.max_prompt_tokens or context_length - settings.max_new_tokens
-        if prompt_tokens > budget:
-            raise APIError(
-                400,
-                f"messages: the prompt takes {prompt_tokens} tokens (image included); the limit is {budget} "
-                f"with max_tokens={settings.max_new_tokens}",
-                code="context_length_exceeded",
-                param="messages",
-            )
-        return request
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        """Liveness probe (no key needed), with batching counters."""
-        return {
-            "status": "ok",
-            "model": model_name,
-            "generate_calls": batcher.generate_calls,
-            "requests_answered": batcher.requests_answered,
-        }
-
-    @app.get("/v1/models", dependencies=[Depends(require_key)])
-    async def models() -> dict[str, Any]:
-        """The one model this server answers with."""
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "llama3med"}]}
-
-    @app.post(CHAT_PATH, dependencies=[Depends(require_key)])
-    async def chat_completions(http_request: Request) -> Any:
-        """Answer a conversation about one image; `stream=true` sends `chat.completion.chunk` events."""
-        body = parse_body(await read_body(http_request, limits.max_body_bytes))
-        if body.model != model_name:
-            raise APIError(404, f"model: {body.model!r} is not served here; this server serves {model_name!r}", code="model_not_found", param="model")
-        settings = completion_settings(body, limits, default_max_tokens)
-        parsed = parse_conversation(body, limits, reserved_tokens)
-        request = await asyncio.to_thread(prepare, parsed, settings)
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-        if not body.stream:
-            result = await batcher.submit(request, settings)
-            return JSONResponse(completion_body(result, completion_id, model_name))
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            stream_events(batcher, request, settings, completion_id, model_name, include_usage),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
-        )
-
+    app.include_router(router)
     return app
 
 

@@ -6,13 +6,20 @@ import base64
 import io
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
+import uvicorn
 from PIL import Image
+
+from llama3med.serve.openai_server import create_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -75,3 +82,20 @@ class RunningServer:
     @property
     def openai_base_url(self) -> str:
         return f"{self.base_url}/v1"
+
+
+@contextmanager
+def running(api, **options) -> Iterator[openai.OpenAI]:
+    """Serve `create_app(api, **options)` without an API key; yields a client for it."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(api, model_name="tiny", **options), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

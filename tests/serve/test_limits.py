@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 import openai
-import uvicorn
 from PIL import Image
-from serve_helpers import data_url, free_port, image_message, png_bytes
+from serve_helpers import data_url, image_message, png_bytes, running
 
 from llama3med.serve.limits import ServerLimits
-from llama3med.serve.openai_server import create_app
-
-
-@contextmanager
-def running(api, **options) -> Iterator[openai.OpenAI]:
-    """Serve `create_app(api, **options)` without an API key; yields a client for it."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(api, model_name="tiny", **options), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def noise_png(width: int, height: int) -> bytes:

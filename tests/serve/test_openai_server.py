@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from serve_helpers import API_KEY, data_url, image_message
+from serve_helpers import API_KEY, data_url, image_message, running
 
 from llama3med.api import ChatRequest
 
@@ -101,3 +101,28 @@ def test_models_and_health(server, client) -> None:
     health = httpx.get(f"{server.base_url}/health").json()
     assert health["status"] == "ok" and health["model"] == server.model_name
     assert health["requests_answered"] >= 0
+
+
+def test_each_request_is_tokenised_once_and_answers_are_unchanged(tiny_api, images, monkeypatch) -> None:
+    """The server tokenises a prompt to check its length and hands those ids on to generation."""
+    import llama3med.api
+
+    question = "What does this image show?"
+    expected = tiny_api.generate([ChatRequest(images["scan"], [{"role": "user", "content": question}])], max_new_tokens=12)[0]
+    encoded: list[str] = []
+    encode_chat = llama3med.api.encode_chat
+
+    def counting_encode_chat(processor, messages, **options):
+        encoded.append(messages[-1]["content"])
+        return encode_chat(processor, messages, **options)
+
+    monkeypatch.setattr(llama3med.api, "encode_chat", counting_encode_chat)
+    messages = [image_message(data_url(images["scan"].read_bytes()), question)]
+    with running(tiny_api) as client:
+        plain = client.chat.completions.create(model="tiny", messages=messages, max_tokens=12)
+        assert len(encoded) == 1
+        stream = client.chat.completions.create(model="tiny", messages=messages, max_tokens=12, stream=True)
+        streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert len(encoded) == 2
+    assert plain.choices[0].message.content == streamed == expected.text
+    assert plain.usage.prompt_tokens == expected.prompt_tokens
