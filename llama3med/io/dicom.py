@@ -37,7 +37,7 @@ from llama3med.io.intensity import (
     MINMAX,
     Window,
     apply_window,
-    evenly_spaced_indices,
+    chosen_indices,
     minmax_window,
     montage_grid,
     tile_montage,
@@ -112,7 +112,7 @@ def _dataset_pixels(
         label, columns, rows
     )  # the encoded frames are bounded by max_bytes; one is decoded at a time
     _check_decoder(ds, label)
-    indices = _frame_indices(frame, montage, frames, label)
+    indices = chosen_indices(frame, montage, frames, label, unit="frame", holder="the file")
     grid_rows, grid_columns = montage_grid(len(indices))
     limits.check_pixels(label, columns * grid_columns, rows * grid_rows)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
@@ -407,22 +407,6 @@ def _check_decoder(ds: Dataset, label: str) -> None:
             label,
             f"no installed decoder for transfer syntax {syntax} ({syntax.name}); pydicom's plugins need: {missing}",
         )
-
-
-def _frame_indices(frame: int | None, montage: int | None, frames: int, label: str) -> list[int]:
-    if montage is not None:
-        if not 1 <= montage <= frames:
-            raise ImageLoadError(
-                label, f"montage of {montage} frames requested: the file has {frames} frame(s)"
-            )
-        return evenly_spaced_indices(montage, frames)
-    if frame is None:
-        return [frames // 2]
-    if not 0 <= frame < frames:
-        raise ImageLoadError(
-            label, f"frame {frame} out of range: the file has {frames} frame(s), indices 0..{frames - 1}"
-        )
-    return [frame]
 
 
 def _decode_frame(ds: Dataset, index: int, label: str) -> np.ndarray:

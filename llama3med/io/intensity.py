@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llama3med.io.image_safety import ImageLoadError
+
 # Standard CT windows in Hounsfield units: name -> (centre, width).
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "lung": (-600.0, 1500.0),
@@ -108,6 +110,24 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
 def evenly_spaced_indices(count: int, total: int) -> list[int]:
     """`count` indices into `total` items at the centres of `count` equal bins (ends left out)."""
     return [int((i + 0.5) * total / count) for i in range(count)]
+
+
+def chosen_indices(
+    index: int | None, montage: int | None, total: int, label: str, *, unit: str, holder: str
+) -> list[int]:
+    """The `unit`s (frames of a file, slices of an axis) to draw: a montage of `montage` evenly spaced ones, the one
+    at `index`, or the middle one; out-of-range requests raise `ImageLoadError` naming `holder`'s size."""
+    if montage is not None:
+        if not 1 <= montage <= total:
+            raise ImageLoadError(label, f"montage of {montage} {unit}s requested: {holder} has {total} {unit}(s)")
+        return evenly_spaced_indices(montage, total)
+    if index is None:
+        return [total // 2]
+    if not 0 <= index < total:
+        raise ImageLoadError(
+            label, f"{unit} {index} out of range: {holder} has {total} {unit}(s), indices 0..{total - 1}"
+        )
+    return [index]
 
 
 def montage_grid(count: int) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from llama3med.io.image_safety import ImageLimits, ImageLoadError
 from llama3med.io.intensity import (
     Window,
     apply_window,
-    evenly_spaced_indices,
+    chosen_indices,
     minmax_window,
     montage_grid,
     percentile_window,
@@ -90,7 +90,7 @@ def read_nifti_pixels(
     volume_shape, frames = _spatial_shape(shape, label)
     axis = 2 if len(shape) == 2 else _normalise_axis(slice_axis, label)
     depth = volume_shape[axis]
-    indices = _slice_indices(slice_index, montage, depth, label)
+    indices = chosen_indices(slice_index, montage, depth, label, unit="slice", holder="the axis")
     in_plane = [n for a, n in enumerate(volume_shape) if a != axis]
     grid_rows, grid_columns = montage_grid(len(indices))
     limits.check_pixels(label, in_plane[0] * grid_columns, in_plane[1] * grid_rows)
@@ -145,22 +145,6 @@ def _normalise_axis(slice_axis: int, label: str) -> int:
             label, f"slice axis {slice_axis} out of range: a volume has spatial axes 0, 1, 2 (or -3..-1)"
         )
     return slice_axis % 3
-
-
-def _slice_indices(slice_index: int | None, montage: int | None, depth: int, label: str) -> list[int]:
-    if montage is not None:
-        if not 1 <= montage <= depth:
-            raise ImageLoadError(
-                label, f"montage of {montage} slices requested: the axis has {depth} slice(s)"
-            )
-        return evenly_spaced_indices(montage, depth)
-    if slice_index is None:
-        return [depth // 2]
-    if not 0 <= slice_index < depth:
-        raise ImageLoadError(
-            label, f"slice {slice_index} out of range: the axis has {depth} slice(s), indices 0..{depth - 1}"
-        )
-    return [slice_index]
 
 
 def _frame_index(frame: int | None, frames: int, label: str) -> int:
