@@ -402,7 +402,7 @@ def generate_probe(
     Raises `ProbeError` for bad parameters, or when `out_dir` is a non-empty folder without probe.json.
     """
     version = FORMAT_VERSION if version is None else version
-    size = FORMATS[version].size if version in FORMATS and size is None else size or DEFAULT_SIZE
+    size = (FORMATS[version].size if version in FORMATS else DEFAULT_SIZE) if size is None else size
     check_parameters(seed, n_train, n_test, size, version)
     out_dir = Path(out_dir)
     start = time.perf_counter()
