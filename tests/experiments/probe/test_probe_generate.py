@@ -332,7 +332,7 @@ def test_bad_parameters_and_foreign_folders_are_refused(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     with pytest.raises(ProbeError, match="size must be between 256 and 4096 px"):
         generate_probe(tmp_path / "p", size=128)
-    with pytest.raises(ProbeError, match="size must be between 256 and 4096 px, .*got 0"):
+    with pytest.raises(ProbeError, match=r"size must be between 256 and 4096 px .*, got 0$"):
         generate_probe(tmp_path / "p", size=0)  # an explicit 0 is refused, not read as "the default"
     with pytest.raises(ProbeError, match="seed must be >= 0, got -1"):
         generate_probe(tmp_path / "p", seed=-1)
