@@ -300,10 +300,10 @@ def documented_generators_yaml() -> str:
 def instruct_output_folder(shell: Shell, out: str, captions: str) -> None:
     """An `instruct generate` output folder, written by the real command against the scripted Anthropic-format
     server of tests/instruct (this machine reaches no LLM)."""
-    module = sys.modules.get("wire_server")
+    module = sys.modules.get("instruct.wire_server")  # the name tests/instruct's conftest imports it under
     if module is None:  # not yet imported by tests/instruct's conftest
-        spec = importlib.util.spec_from_file_location("wire_server", REPO_ROOT / "tests" / "instruct" / "wire_server.py")
-        module = sys.modules["wire_server"] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
+        spec = importlib.util.spec_from_file_location("instruct.wire_server", REPO_ROOT / "tests" / "instruct" / "wire_server.py")
+        module = sys.modules["instruct.wire_server"] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
         spec.loader.exec_module(module)
     with module.WireServer(api_key="sk-docs-check") as server:
         env = {**shell.env, "ANTHROPIC_API_KEY": "sk-docs-check"}

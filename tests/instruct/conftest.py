@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from wire_server import WireServer
+
+from .wire_server import WireServer
 
 API_KEY = "sk-test-5f1e9c"
 

@@ -1,14 +1,11 @@
-"""Cost estimate before a run, and MedPix case context for the caption sample."""
+"""Token and cost estimates before a run (`llama3med.instruct.estimate`)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from llama3med.cli.instruct_commands import instruct_app
 from llama3med.instruct.estimate import (
     TEMPLATE_TOKENS_PER_MESSAGE,
     KindEstimate,
@@ -18,10 +15,9 @@ from llama3med.instruct.estimate import (
     request_tokens,
 )
 from llama3med.instruct.generators import GeneratorSpec
-from llama3med.instruct.medpix_context import attach_medpix_context
 from llama3med.instruct.pricing import PriceTable
 from llama3med.instruct.prompting import build_request, load_prompts
-from llama3med.instruct.records import CaptionRecord, RecordError, read_records
+from llama3med.instruct.records import CaptionRecord
 
 
 def words(text: str) -> int:
@@ -64,39 +60,3 @@ def test_cost_for_records():
     assert cost_for_records(estimates, opus, PriceTable.from_file(), 10_000) == pytest.approx(225 + 165)
     llama = GeneratorSpec("llama", "openai", "meta-llama/Meta-Llama-3-70B-Instruct", base_url="http://h/v1")
     assert cost_for_records(estimates, llama, PriceTable.from_file(), 10_000) is None
-
-
-@pytest.mark.skipif(importlib.util.find_spec("llama_models") is None, reason="Llama-3 tokenizer not installed")
-def test_estimate_command_with_the_llama3_tokenizer(tmp_path):
-    path = tmp_path / "c.jsonl"
-    path.write_text(json.dumps({"id": "a", "image": "a.png", "caption": "Axial CT shows a liver lesion."}) + "\n")
-    result = CliRunner().invoke(
-        instruct_app, ["estimate", "--input", str(path), "-g", "anthropic-batch:claude-3-haiku-20240307", "--kind", "open_qa"]
-    )
-    assert result.exit_code == 0, result.output
-    assert "open_qa" in result.output and "claude-3-haiku-20240307" in result.output and "$" in result.output
-
-
-def test_medpix_context_from_the_real_case_reports(benchmarks_dir, tmp_path):
-    sample = benchmarks_dir / "captions-sample"
-    out = tmp_path / "with_context.jsonl"
-    assert attach_medpix_context(sample / "captions.jsonl", sample / "original/medpix/data_test.jsonl", out) == (210, 200)
-    records = {r.id: r for r in read_records(out)}
-    cases = {json.loads(line)["U_id"]: json.loads(line)["Case"] for line in (sample / "original/medpix/data_test.jsonl").open()}
-    first = json.loads((sample / "captions.jsonl").open().readline())
-    context = records[first["id"]].context
-    case = cases[first["case_id"]]
-    assert context.startswith("History: " + " ".join(case["History"].split()))
-    assert context.endswith("Diagnosis: " + " ".join(case["Case Diagnosis"].split()))
-    medicat = [r for r in records.values() if r.id.startswith("medicat-")]
-    assert len(medicat) == 10 and all(r.context is None for r in medicat)
-    assert sum(len(r.mentions) for r in medicat) == 10  # MedICaT's inline references became mentions
-
-
-def test_medpix_context_unknown_case_is_an_error(tmp_path):
-    captions = tmp_path / "c.jsonl"
-    captions.write_text(json.dumps({"id": "a", "image": "a.png", "caption": "c", "case_id": "MPX9"}) + "\n")
-    cases = tmp_path / "cases.jsonl"
-    cases.write_text(json.dumps({"U_id": "MPX1", "Case": {"History": "h"}}) + "\n")
-    with pytest.raises(RecordError, match=r"c\.jsonl:1: case_id 'MPX9' not in"):
-        attach_medpix_context(captions, cases, tmp_path / "out.jsonl")

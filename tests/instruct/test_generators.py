@@ -1,11 +1,8 @@
-"""Generator specs, the weighted draw, and the retry policy."""
+"""Generator specs (inline and from a file) and the weighted, seeded draw (`llama3med.instruct.generators`)."""
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections import Counter
-from datetime import datetime, timezone
 
 import pytest
 
@@ -15,14 +12,6 @@ from llama3med.instruct.generators import (
     choose_generator,
     parse_generator_option,
     resolve_generators,
-)
-from llama3med.instruct.retry import (
-    FatalBackendError,
-    RetriesExhausted,
-    RetryPolicy,
-    TransientError,
-    call_with_retries,
-    parse_retry_after,
 )
 
 
@@ -93,54 +82,3 @@ def test_weighted_draw_is_deterministic_and_follows_weights():
     assert 0.72 < share < 0.78
     assert draws == [choose_generator(specs, f"rec-{i}", seed=0).name for i in range(4000)]
     assert draws != [choose_generator(specs, f"rec-{i}", seed=1).name for i in range(4000)]
-
-
-def test_retry_after_parsing():
-    assert parse_retry_after({"retry-after": "7"}) == 7.0
-    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "7"}) == 0.25
-    now = datetime(2024, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
-    assert parse_retry_after({"retry-after": "Sat, 01 Jun 2024 12:00:30 GMT"}, now) == 30.0
-    assert parse_retry_after({"retry-after": "soon"}) is None
-    assert parse_retry_after({}) is None
-
-
-def test_backoff_doubles_with_jitter_and_honours_retry_after():
-    policy = RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=8.0, max_retry_after=20.0)
-    rng = random.Random(0)
-    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 8.0)]:
-        delays = [policy.delay(attempt, None, rng) for _ in range(200)]
-        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
-        assert len(set(delays)) > 150  # jittered
-    assert policy.delay(1, 12.0, rng) == 12.0
-    assert policy.delay(1, 600.0, rng) == 20.0  # capped
-
-
-def test_call_with_retries_counts_attempts_and_stops_on_fatal():
-    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
-    calls: list[int] = []
-
-    async def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 3:
-            raise TransientError("HTTP 503")
-        return "done"
-
-    retries: list[int] = []
-    assert asyncio.run(call_with_retries(flaky, policy, random.Random(0), lambda a, e, d: retries.append(a))) == "done"
-    assert retries == [1, 2]
-
-    async def always_down() -> str:
-        raise TransientError("HTTP 500")
-
-    with pytest.raises(RetriesExhausted, match="failed after 3 attempt"):
-        asyncio.run(call_with_retries(always_down, policy, random.Random(0)))
-
-    fatal_calls: list[int] = []
-
-    async def unauthorised() -> str:
-        fatal_calls.append(1)
-        raise FatalBackendError("HTTP 401")
-
-    with pytest.raises(FatalBackendError):
-        asyncio.run(call_with_retries(unauthorised, policy, random.Random(0)))
-    assert fatal_calls == [1]

@@ -1,11 +1,10 @@
-"""Parsing replies, rejection reasons, and duplicate detection."""
+"""Parsing replies, rejection reasons and the LLaVA format (`llama3med.instruct.validate`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from llama3med.instruct.dedup import DuplicateIndex, jaccard, normalised_tokens, shingles
-from llama3med.instruct.prompting import DedupSettings, load_prompts
+from llama3med.instruct.prompting import load_prompts
 from llama3med.instruct.records import CaptionRecord
 from llama3med.instruct.validate import Rejection, Turn, check_reply, find_leak, to_llava
 
@@ -96,41 +95,3 @@ def test_llava_format():
             {"from": "gpt", "value": "A2."},
         ],
     }
-
-
-def test_shingles_and_jaccard():
-    tokens = normalised_tokens("<image>\nThe Liver, the LIVER!")
-    assert tokens == ["the", "liver", "the", "liver"]
-    assert shingles(tokens, 3) == frozenset({"the liver the", "liver the liver"})
-    assert shingles(["one"], 3) == frozenset({"one"})
-    assert jaccard(frozenset("ab"), frozenset("bc")) == pytest.approx(1 / 3)
-
-
-LONG = (
-    "The axial CT image of the abdomen shows a well defined hypodense lesion in segment seven of the liver "
-    "with peripheral nodular enhancement that fills in on delayed images, typical of a hemangioma."
-)
-
-
-def test_global_dedup_exact_near_and_distinct():
-    index = DuplicateIndex({"conversation": DedupSettings("global", 3, 0.8)})
-    index.check_and_add("conversation", "a", "img1", LONG)
-    with pytest.raises(Rejection, match="exact_duplicate: same text as a"):
-        index.check_and_add("conversation", "b", "img2", LONG.upper() + " !")
-    near = LONG.replace("typical of a hemangioma.", "typical of a liver hemangioma.")
-    with pytest.raises(Rejection) as raised:
-        index.check_and_add("conversation", "c", "img3", near)
-    assert raised.value.reason == "near_duplicate" and "with a" in raised.value.detail
-    similarity = float(raised.value.detail.split()[1])
-    expected = jaccard(shingles(normalised_tokens(LONG), 3), shingles(normalised_tokens(near), 3))
-    assert similarity == pytest.approx(expected, abs=0.005) and similarity >= 0.8
-    index.check_and_add("conversation", "d", "img4", "A frontal chest radiograph with a large right pneumothorax.")
-
-
-def test_image_scope_only_compares_results_for_the_same_image():
-    index = DuplicateIndex({"closed_qa": DedupSettings("image", 1, 0.9)})
-    index.check_and_add("closed_qa", "a", "img1", "Is this a CT scan?\nYes")
-    index.check_and_add("closed_qa", "b", "img2", "Is this a CT scan?\nYes")  # another image: kept
-    with pytest.raises(Rejection, match="exact_duplicate"):
-        index.check_and_add("closed_qa", "c", "img1", "Is this a CT scan? Yes.")
-    index.check_and_add("closed_qa", "d", "img1", "Is the liver enlarged?\nNo")
