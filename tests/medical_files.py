@@ -1,5 +1,5 @@
 """Writers for the medical image files the data tests build: DICOM (CT, multi-frame, RGB, no pixels),
-NIfTI volumes and hand-made PNG headers."""
+NIfTI volumes and hand-made PNG headers; a CT test array with its windowed values worked by hand."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
@@ -91,3 +92,17 @@ def png_claiming(width: int, height: int) -> bytes:
     header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
     data = png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
     return b"\x89PNG\r\n\x1a\n" + header + data + png_chunk(b"IEND", b"")
+
+
+# Hounsfield units of the test CT and their 8-bit values, worked by hand from 255 * (HU - (C - W/2)) / W.
+CT_HU = np.array([[-1024, -850, -160, 20], [80, 140, 400, 1500]])
+ABDOMEN_EXPECTED = np.array([[0, 0, 0, 115], [153, 191, 255, 255]])  # C 40, W 400: 0.6375 per HU from -160
+LUNG_EXPECTED = np.array([[55, 85, 202, 233], [243, 253, 255, 255]])  # C -600, W 1500: 0.17 per HU from -1350
+
+
+def gray(image: Image.Image) -> np.ndarray:
+    """The single channel of an RGB image whose three channels are equal."""
+    pixels = np.asarray(image)
+    assert image.mode == "RGB" and pixels.dtype == np.uint8
+    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    return pixels[..., 0]
