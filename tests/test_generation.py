@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from transformers import StopStringCriteria
 
-from llama3med.cli.serve_commands import settings_from_options
 from llama3med.eval.protocols import PROTOCOLS
 from llama3med.generation import GenerationSettings, generation_settings
 from llama3med.model.tokenization import build_tiny_tokenizer, prepare_tokenizer
@@ -41,8 +40,3 @@ def test_settings_or_keywords_not_both() -> None:
         generation_settings(given, {"temperature": 0.5})
     with pytest.raises(TypeError):
         generation_settings(None, {"max_tokens": 4})  # a misspelt field is refused, not ignored
-
-
-def test_command_line_options_become_settings() -> None:
-    assert settings_from_options(32, 0.0, 1.0, [], None) == GenerationSettings(max_new_tokens=32)
-    assert settings_from_options(8, 0.5, 0.9, ["END"], 2).stop == ["END"]

@@ -1,4 +1,5 @@
-"""Fixtures for the serving tests: the tiny model loaded once, test images, a real `llama3med serve` process."""
+"""Fixtures for the serving tests: a real `llama3med serve` process (the tiny model loaded once and the test
+images are the root conftest's `tiny_api` and `images`)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from serve_helpers import API_KEY, RunningServer, free_port, stop_process, wait_for_http
-
-
-@pytest.fixture(scope="session")
-def tiny_api(tiny_model_dir: Path):
-    """The Python API on the same folder the servers load: the reference for every equality check."""
-    from llama3med.api import Llama3Med
-
-    return Llama3Med.from_pretrained(tiny_model_dir)
-
-
-@pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two small RGB test images (different sizes and content) saved as PNG files."""
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(7)
-    paths = {}
-    for name, (height, width) in {"scan": (96, 80), "slide": (64, 112)}.items():
-        pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-        paths[name] = folder / f"{name}.png"
-        Image.fromarray(pixels).save(paths[name])
-    return paths
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""`llama3med ask` and `llama3med predict` (batched, resumable) give the Python API's answers."""
+"""Batch predictions (`llama3med.serve.predict`, `llama3med predict`): batched, grouped by image, resumable after an
+interruption, the Python API's answers, and bad records named by file and line."""
 
 from __future__ import annotations
 
@@ -10,27 +11,21 @@ from typer.testing import CliRunner
 
 from llama3med.api import ChatRequest
 from llama3med.cli.main import app
+from llama3med.eval.benchmarks import file_sha256
+from llama3med.generation import GenerationSettings
+from llama3med.serve.predict import (
+    PredictionInputError,
+    Question,
+    answered_ids,
+    batches,
+    grouped_by_image,
+    image_key,
+    predict_file,
+    read_questions,
+    write_in_input_order,
+)
 
 runner = CliRunner()
-
-
-def test_ask_prints_the_python_api_answer(tiny_model_dir, tiny_api, images) -> None:
-    result = runner.invoke(app, ["ask", str(images["scan"]), "Is there a fracture?", "--model", str(tiny_model_dir), "--max-new-tokens", "14"])
-    assert result.exit_code == 0, result.output
-    assert result.stdout == tiny_api.chat(images["scan"], "Is there a fracture?", max_new_tokens=14) + "\n"
-
-
-def test_ask_with_a_bad_image_names_the_file(tiny_model_dir, tmp_path) -> None:
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    result = runner.invoke(app, ["ask", str(broken), "What?", "--model", str(tiny_model_dir)])
-    assert result.exit_code == 1
-    assert "broken.png" in result.output
-
-
-def test_ask_with_a_folder_that_is_no_model(tmp_path, images) -> None:
-    result = runner.invoke(app, ["ask", str(images["scan"]), "What?", "--model", str(tmp_path)])
-    assert result.exit_code == 2 and "no config.json" in result.output
 
 
 def write_questions(path: Path, records: list[dict]) -> None:
@@ -93,24 +88,57 @@ def test_predict_names_the_bad_record(tiny_model_dir, images, tmp_path, lines, m
     assert f"error: {questions}{message}" in result.output
 
 
-def test_image_options_reach_the_loader(tiny_model_dir, tiny_api, tmp_path) -> None:
-    import nibabel as nib
-    import numpy as np
+def test_questions_keep_their_id_type_and_resolve_images_beside_the_file(tmp_path) -> None:
+    path = tmp_path / "sub" / "q.jsonl"
+    path.parent.mkdir()
+    write_questions(path, [{"id": 1, "image": "a.png", "question": "x?"}, {"id": "1", "image": "../b.png", "question": "y?"}])
+    first, second = read_questions(path)
+    assert (first.line, first.id, first.image, first.key) == (1, 1, path.parent / "a.png", "1")
+    assert (second.id, second.key, second.image) == ("1", '"1"', path.parent / "../b.png")  # 1 and "1" differ
+    path.write_text('{"id": 3, "image": "a.png", "question": "  "}\n')
+    with pytest.raises(PredictionInputError, match=r"q\.jsonl:1: 'image' must be a path string and 'question' a non-empty"):
+        read_questions(path)
 
-    from llama3med.io.images import load_image
 
-    volume = np.random.default_rng(3).normal(50, 40, size=(48, 40, 6)).astype(np.float32)  # [x, y, slices]
-    volume[..., 4] += 300  # slice 4 is much brighter: a different slice or window is a different image
-    path = tmp_path / "volume.nii.gz"
-    nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
-    chosen = load_image(path, slice_index=4, window="300,200")
-    assert np.asarray(chosen).tolist() != np.asarray(load_image(path)).tolist()
+def test_answered_ids_drop_a_torn_last_line(tmp_path) -> None:
+    out = tmp_path / "a.jsonl"
+    assert answered_ids(out) == set()
+    out.write_text(json.dumps({"id": 1, "answer": "yes"}) + "\n" + json.dumps({"id": "2", "answer": "no"}) + "\n" + '{"id": 3, "ans')
+    assert answered_ids(out) == {"1", '"2"'}
+    assert out.read_text().count("\n") == 2 and out.read_text().endswith("}\n")  # the torn line is gone
+    out.write_text(json.dumps({"answer": "no id"}) + "\n")
+    with pytest.raises(PredictionInputError, match=r"a\.jsonl:1: not an answer line with an id"):
+        answered_ids(out)
 
-    result = runner.invoke(
-        app, ["ask", str(path), "Which slice?", "--model", str(tiny_model_dir), "--slice", "4", "--window", "300,200", "--max-new-tokens", "8"]
-    )
-    assert result.exit_code == 0, result.output
-    assert result.stdout == tiny_api.chat(chosen, "Which slice?", max_new_tokens=8) + "\n"
 
-    bad = runner.invoke(app, ["ask", str(path), "Which slice?", "--model", str(tiny_model_dir), "--window", "sideways"])
-    assert bad.exit_code == 2 and "invalid window" in bad.output
+def test_grouping_batches_and_input_order(tmp_path) -> None:
+    questions = [Question(i + 1, i, tmp_path / name, "q?") for i, name in enumerate(["a.png", "b.png", "a.png", "c.png", "b.png"])]
+    grouped = grouped_by_image(questions)
+    assert [q.id for q in grouped] == [0, 2, 1, 4, 3]  # images in order of first appearance, questions in input order
+    assert [[q.id for q in batch] for batch in batches(grouped, 2)] == [[0, 2], [1, 4], [3]]
+    out = tmp_path / "a.jsonl"
+    out.write_text("".join(json.dumps({"id": i, "answer": str(i)}) + "\n" for i in [3, "extra", 0, 2, 1, 4]))
+    write_in_input_order(out, questions)
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [0, 1, 2, 3, 4, "extra"]
+
+
+def test_image_key_is_the_file_hash_or_includes_the_options(images) -> None:
+    scan = images["scan"]
+    assert image_key(scan, {}) == image_key(scan, {"window": None, "frame": None}) == file_sha256(scan.resolve())
+    lung = image_key(scan, {"window": "lung", "frame": None})
+    assert len(lung) == 64 and lung != file_sha256(scan.resolve()) and lung == image_key(scan, {"window": "lung"})
+    assert lung != image_key(scan, {"window": "bone"}) and lung != image_key(images["slide"], {"window": "lung"})
+
+
+def test_predict_file_answers_grouped_batches_and_writes_in_input_order(tiny_api, images, tmp_path) -> None:
+    for name, source in images.items():
+        (tmp_path / f"{name}.png").write_bytes(source.read_bytes())
+    records = [{"id": f"q{i}", "image": ["scan.png", "slide.png"][i % 2], "question": f"Finding {i}?"} for i in range(5)]
+    write_questions(tmp_path / "q.jsonl", records)
+    sizes: list[int] = []
+    answered = predict_file(tiny_api, tmp_path / "q.jsonl", tmp_path / "a.jsonl", batch_size=2, on_batch=sizes.append,
+                            settings=GenerationSettings(max_new_tokens=4))
+    assert answered == (5, 0) and sizes == [2, 2, 1]
+    answers = read_answers(tmp_path / "a.jsonl")
+    assert [a["id"] for a in answers] == [r["id"] for r in records]
+    assert all(a["finish_reason"] in ("stop", "length") and a["question"] == r["question"] for a, r in zip(answers, records))
