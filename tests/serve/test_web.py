@@ -1,4 +1,5 @@
-"""The Gradio web UI in a real headless Chromium: upload an image, ask twice, read the answers on the page."""
+"""The Gradio web UI (`llama3med.serve.web`) in a real headless Chromium: upload an image, ask twice, read the
+answers on the page; and the examples gallery's files."""
 
 from __future__ import annotations
 
@@ -86,3 +87,15 @@ def test_upload_ask_and_read_the_answer(web_url, tiny_api, images, tmp_path) -> 
         finally:
             browser.close()
     assert (ARTIFACTS / "web_ui.png").stat().st_size > 10_000
+
+
+def test_example_images_are_the_image_files_of_a_folder_sorted_and_capped(tmp_path) -> None:
+    from llama3med.serve.web import example_images
+
+    for name in ("b.png", "a.JPG", "notes.txt", "c.tif", "d.dcm"):
+        (tmp_path / name).write_bytes(b"")
+    assert example_images(tmp_path) == [str(tmp_path / name) for name in ("a.JPG", "b.png", "c.tif")]
+    assert example_images(tmp_path, limit=2) == [str(tmp_path / "a.JPG"), str(tmp_path / "b.png")]
+    assert example_images(None) == []
+    with pytest.raises(FileNotFoundError, match=r"examples folder .*missing does not exist"):
+        example_images(tmp_path / "missing")
