@@ -1,30 +1,18 @@
-"""Mistakes a user makes get one `error:` line and a non-zero exit, never a traceback; `--debug` shows it."""
+"""`llama3med build` and `llama3med info` (`llama3med.cli.model_commands`): what `info` prints, and an unknown
+preset or a damaged folder as one `error:` line (the traceback only with `--debug`)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from llama3med.cli.common import ErrorReportingGroup, describe_exception, set_debug
 from llama3med.cli.main import app
-from llama3med.extras import extras_by_package
 
 runner = CliRunner(env={"COLUMNS": "300"})  # wide: rich's error panels do not wrap the messages
-SHIPPED_8B_RECIPES = ["llama3-med-8b-align", "llama3-med-8b-instruct", "llama3-med-8b-instruct-lora"]
-
-
-@pytest.fixture(autouse=True)
-def no_debug():
-    """Each test starts without --debug (the flag is process state set by the main command)."""
-    set_debug(False)
-    yield
-    set_debug(False)
 
 
 def test_unknown_preset_is_one_line_and_debug_shows_the_exception(tmp_path: Path) -> None:
@@ -33,46 +21,6 @@ def test_unknown_preset_is_one_line_and_debug_shows_the_exception(tmp_path: Path
     assert "Traceback" not in result.output
     debug = runner.invoke(app, ["--debug", "build", "no-such-preset", "--out", str(tmp_path / "m")])
     assert debug.exit_code != 0 and "Traceback" in debug.output and "unknown preset 'no-such-preset'" in debug.output
-
-
-def test_an_unexpected_exception_is_one_line_unless_debug() -> None:
-    mini = typer.Typer(cls=ErrorReportingGroup)
-
-    @mini.callback()
-    def options(debug: bool = typer.Option(False, "--debug")) -> None:
-        set_debug(debug)
-
-    @mini.command()
-    def broken() -> None:
-        {}["missing"]
-
-    result = runner.invoke(mini, ["broken"])
-    assert result.exit_code == 1
-    assert "error: KeyError: 'missing'" in result.output and "--debug" in result.output and "Traceback" not in result.output
-    assert isinstance(runner.invoke(mini, ["--debug", "broken"]).exception, KeyError)
-
-
-@pytest.mark.parametrize("recipe", SHIPPED_8B_RECIPES)
-def test_shipped_8b_recipes_name_the_extra_for_deepspeed(recipe: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else find_spec(name, *a))
-    monkeypatch.delenv("LLAMA3MED_DATA_ROOT", raising=False)
-    result = runner.invoke(app, ["train", recipe])
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "needs the optional package `deepspeed`" in result.output and "pip install 'llama3med[gpu]'" in result.output
-    assert "training.deepspeed=null" in result.output  # the other way out
-
-
-def test_missing_optional_modules_name_their_extra() -> None:
-    assert extras_by_package()["deepspeed"] == ("gpu",) and extras_by_package()["fastapi"] == ("serve",)
-    message = describe_exception(ModuleNotFoundError("No module named 'fastapi'", name="fastapi"))
-    assert "`fastapi`" in message and "pip install 'llama3med[serve]'" in message
-    assert "llama3med[eval]' or 'llama3med[instruct]" in describe_exception(ModuleNotFoundError("x", name="openai"))
-
-
-def test_unknown_recipe_lists_the_shipped_ones() -> None:
-    result = runner.invoke(app, ["train", "no-such-recipe"])
-    assert result.exit_code == 2 and "tiny-align" in result.output and "Traceback" not in result.output
 
 
 def damaged_copy(tiny_model_dir: Path, tmp_path: Path, damage: str) -> Path:
@@ -111,3 +59,24 @@ def test_an_adapter_config_without_a_base_path_is_one_line(tmp_path: Path) -> No
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": None}))
     result = runner.invoke(app, ["info", str(adapter)])
     assert result.exit_code == 2 and "does not name its base model" in result.output
+
+
+def test_info_describes_the_folder_from_its_config(tiny_model_dir: Path) -> None:
+    from llama3med.model.configuration import Llama3MedConfig
+
+    config = Llama3MedConfig.from_pretrained(tiny_model_dir)
+    result = runner.invoke(app, ["info", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    lines = {line.strip("│ ").split("  ")[0]: " ".join(line.strip("│ ").split()) for line in result.output.splitlines()}
+    assert f"{config.num_image_tokens} ({config.grid_size} x {config.grid_size})" in lines["visual tokens per image"]
+    assert " / ".join(map(str, config.scales)) + f" (tile {config.tile_size})" in lines["scales (px)"]
+    connector = f"{config.connector_type}: {config.connector_input_size} -> {config.text_config.hidden_size}"
+    assert connector in lines["connector"] and "M" in lines["parameters: LLM"]
+
+
+def test_an_8b_preset_needs_local_folders(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["build", "llama3-med-8b-authors", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "needs --llm-path and --vision-path" in result.output
+    result = runner.invoke(app, ["build", "llama3-med-8b-authors", "--out", str(tmp_path / "m"), "--llm-path", str(tmp_path / "no"),
+                                 "--vision-path", str(tmp_path)])
+    assert result.exit_code == 2 and "is not a folder" in result.output and not (tmp_path / "m").exists()
