@@ -1,4 +1,4 @@
-"""Progress in logs: when the output is not a terminal, long commands print a plain progress line when a task
+"""Progress in logs (`llama3med.progress`): when the output is not a terminal, long commands print a plain progress line when a task
 starts, at least every interval (also while one slow step runs) and when it ends."""
 
 from __future__ import annotations
