@@ -1,5 +1,5 @@
-"""Progress in logs (`llama3med.progress`): when the output is not a terminal, long commands print a plain progress line when a task
-starts, at least every interval (also while one slow step runs) and when it ends."""
+"""Progress in logs (`llama3med.progress`): when the output is not a terminal, long commands print a plain progress
+line when a task starts, at least every interval (also while one slow step runs) and when it ends."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from llama3med.cli.main import app
-from llama3med.progress import ProgressDisplay
+from llama3med.progress import INTERVAL_ENV, ProgressDisplay, TaskState, duration, progress_interval
 
 
 def log_console() -> tuple[Console, io.StringIO]:
@@ -89,3 +89,22 @@ def test_eval_and_predict_print_progress_lines_in_a_log(tiny_model_dir: Path, qu
                                     "--model", str(tiny_model_dir), "--max-new-tokens", "3", "--batch-size", "2"])
     assert predicted.exit_code == 0, predicted.output
     assert any(line.startswith("answering: 4/4 questions (100%)") for line in predicted.output.splitlines())
+
+
+def test_durations_and_the_interval_setting(monkeypatch) -> None:
+    assert [duration(s) for s in (0, 44.6, 60, 725, 3600, 10_950)] == ["0s", "45s", "1m00s", "12m05s", "1h00m", "3h02m"]
+    monkeypatch.delenv(INTERVAL_ENV, raising=False)
+    assert progress_interval() == 30.0
+    monkeypatch.setenv(INTERVAL_ENV, "2.5")
+    assert progress_interval() == 2.5
+    monkeypatch.setenv(INTERVAL_ENV, "soon")
+    with pytest.raises(ValueError, match="LLAMA3MED_PROGRESS_SECONDS must be a number of seconds, got 'soon'"):
+        progress_interval()
+
+
+def test_a_line_has_counts_rate_time_left_and_fields() -> None:
+    state = TaskState("slake", total=200, unit="questions", completed=50, fields={"kept": 3}, started=100.0)
+    assert state.line(125.0) == "slake: 50/200 questions (25%), 25s elapsed, 2 questions/s, ~1m15s left, kept 3"
+    state.completed, state.finished = 200, True
+    assert state.line(200.0) == "slake: 200/200 questions (100%), 1m40s elapsed, 2 questions/s, kept 3 — done"
+    assert TaskState("scan", None, "files").line(time.monotonic()).startswith("scan: 0 files, 0s elapsed")
