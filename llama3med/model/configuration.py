@@ -15,6 +15,7 @@ from llama3med.model.efficientnet_lite import EfficientNetLiteConfig
 from llama3med.model.timm_vision import TimmVisionConfig
 
 CONNECTOR_TYPES = ("linear", "mlp2x_gelu", "mlp3x_gelu")
+INPUT_NORMS = ("none", "standardize")  # connector_input_norm
 
 # S2 defaults of the authors' code (standardmodelbio/Llama3-Med): the tile is the encoder's native size.
 # For other tile sizes (e.g. SigLIP's 384) the hierarchy is 1x, 2x, 3x the tile.
@@ -54,6 +55,9 @@ class Llama3MedConfig(PretrainedConfig):
             `TimmVisionConfig` (a timm ViT such as H-optimus-0).
         text_config: Config of any causal LM (Llama-3 by default).
         connector_type: `mlp2x_gelu` (default), `linear` or `mlp3x_gelu`.
+        connector_input_norm: `none` (default, the paper's plain MLP) or `standardize`: per-channel
+            standardisation of the frozen features with statistics fitted on the training images before the
+            connector's first step (`llama3med.model.connector.FeatureStandardizer`).
         scales: Image sizes of the hierarchy, ascending, each a multiple of the tile size. Defaults per
             the authors' code and LLaVA-S2 (224/672/1344 or 336/672/1008).
         tile_size: Pixel size of the tiles every scale is cut into; default the encoder's native size
@@ -76,6 +80,7 @@ class Llama3MedConfig(PretrainedConfig):
         vision_config: PretrainedConfig | dict[str, Any] | None = None,
         text_config: PretrainedConfig | dict[str, Any] | None = None,
         connector_type: str = "mlp2x_gelu",
+        connector_input_norm: str = "none",
         scales: list[int] | tuple[int, ...] | None = None,
         vision_feature_layer: int = -2,
         vision_prefix_tokens: int | None = None,
@@ -96,6 +101,8 @@ class Llama3MedConfig(PretrainedConfig):
         scales = tuple(int(s) for s in (scales or DEFAULT_SCALES.get(tile, (tile, 2 * tile, 3 * tile))))
         if connector_type not in CONNECTOR_TYPES:
             raise ValueError(f"connector_type {connector_type!r} is not one of {CONNECTOR_TYPES}")
+        if connector_input_norm not in INPUT_NORMS:
+            raise ValueError(f"connector_input_norm {connector_input_norm!r} is not one of {INPUT_NORMS}")
         if list(scales) != sorted(set(scales)):
             raise ValueError(f"scales must be strictly ascending, got {list(scales)}")
         if scales[0] < tile:
@@ -106,6 +113,7 @@ class Llama3MedConfig(PretrainedConfig):
         if encoder_chunk_size < 0:
             raise ValueError("encoder_chunk_size must be >= 0 (0 = no chunking)")
         self.connector_type = connector_type
+        self.connector_input_norm = connector_input_norm
         self.scales = list(scales)
         self.vision_feature_layer = vision_feature_layer
         self.vision_prefix_tokens = vision_prefix_tokens

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from llama3med.model.configuration import Llama3MedConfig
-from llama3med.model.connector import build_connector, connector_input_width
+from llama3med.model.connector import FeatureStandardizer, build_connector, connector_input_width
 from llama3med.model.multiscale import multiscale_encode
 from llama3med.model.vision_tower import build_vision_tower
 from llama3med.model.weights import WeightLoadingError, check_loading_info, load_state_dict_strict
@@ -74,7 +74,8 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
             config.vision_config, config.vision_feature_layer, config.vision_prefix_tokens
         )
         self.connector = build_connector(
-            config.connector_type, config.connector_input_size, config.text_config.hidden_size
+            config.connector_type, config.connector_input_size, config.text_config.hidden_size,
+            getattr(config, "connector_input_norm", "none"),  # configs saved before the option have none
         )
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
@@ -134,8 +135,14 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
                 f"image features are {image_features.shape[-1]} wide but the connector expects {expected}"
                 f" ({len(self.config.scales)} scales x {self.config.vision_hidden_size})"
             )
-        weight = self.connector[0].weight
-        return self.connector(image_features.to(weight.dtype))
+        dtype = next(self.connector.parameters()).dtype
+        return self.connector(image_features.to(dtype))
+
+    @property
+    def feature_standardizer(self) -> FeatureStandardizer | None:
+        """The connector's input standardisation (`connector_input_norm: standardize`), else None."""
+        first = self.connector[0]
+        return first if isinstance(first, FeatureStandardizer) else None
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pixels [B, 3, S, S] -> LLM-ready image embeddings [B, g*g, D]."""
@@ -204,10 +211,14 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
     ) -> CausalLMOutputWithPast:
         """Causal-LM forward; `labels` use -100 for unsupervised positions (image tokens included).
 
-        The KV cache travels in `kwargs` under the name the installed transformers uses (`cache` from 5.2x,
-        `past_key_values` before), so neither name is passed twice."""
+        In training mode with `labels`, the LM head runs on the supervised positions only and `logits` holds
+        their rows [N_supervised, V] (the loss is the same as over all positions). The KV cache travels in
+        `kwargs` under the name the installed transformers uses (`cache` from 5.2x, `past_key_values` before),
+        so neither name is passed twice."""
         if inputs_embeds is None:
             inputs_embeds = self.embed_inputs(input_ids, pixel_values, image_features)
+        if labels is not None and self.training and not use_cache:
+            return self._supervised_forward(inputs_embeds, attention_mask, position_ids, labels, **kwargs)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -217,6 +228,33 @@ class Llama3MedForConditionalGeneration(Llama3MedPreTrainedModel, GenerationMixi
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+
+    def _supervised_forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.LongTensor | None,
+        labels: torch.LongTensor,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
+        """The training loss with the LM head on supervised positions only.
+
+        Instruction data supervises the answers alone (image tokens, prompt and padding are -100): on short-answer
+        VQA under a tenth of the positions. The LM head [V, D] on every position costs as much as several
+        transformer layers (SmolLM2: V = 49,152 against D = 576), forward and backward, for rows the loss drops."""
+        causal_lm = self.language_model
+        hidden = causal_lm.model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+            **kwargs,
+        ).last_hidden_state  # [B, L, D]
+        # Position t predicts token t + 1, as transformers' ForCausalLMLoss shifts the labels.
+        shifted = nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]  # [B, L]
+        supervised = shifted != -100  # [B, L]
+        logits = causal_lm.lm_head(hidden[supervised])  # [N, V]
+        loss = causal_lm.loss_function(
+            logits, None, vocab_size=logits.shape[-1], shift_labels=shifted[supervised], **kwargs
+        )
+        return CausalLMOutputWithPast(loss=loss, logits=logits)
 
     def prepare_inputs_for_generation(
         self, *args: Any, cache: Any = None, is_first_iteration: bool = False, **kwargs: Any

@@ -162,9 +162,10 @@ def base_spec(recipe: Recipe) -> dict[str, Any]:
 
 
 def connector_layers(model: Llama3MedForConditionalGeneration) -> list[str]:
-    """Names of the connector's weight layers (`connector.0`, `connector.2`): PEFT trains and saves these in
-    full. The layers are wrapped one by one, not the `Sequential`, so `model.connector[0]` still works."""
-    return [f"connector.{name}" for name, child in model.connector.named_children() if any(True for _ in child.parameters())]
+    """Names of the connector's layers with state (`connector.0`, `connector.2`; a feature standardisation's
+    buffers too): PEFT trains and saves these in full. The layers are wrapped one by one, not the `Sequential`, so
+    `model.connector[0]` still works."""
+    return [f"connector.{name}" for name, child in model.connector.named_children() if child.state_dict()]
 
 
 def lora_base_folder(spec: dict[str, Any], output_dir: Path) -> Path:

@@ -79,6 +79,40 @@ def fill_feature_cache(cache: Any, model: Any, processor: Any, samples: list[Tra
     barrier(args)
 
 
+STANDARDIZER_IMAGES = 1024  # training images the feature standardisation is fitted on, at most (evenly spread)
+
+
+def fit_feature_standardizer(model: Any, processor: Any, samples: list[TrainingSample], cache: Any, args: Any) -> int:
+    """Fit the connector's feature standardisation (`connector_input_norm: standardize`) on the training images'
+    frozen features, when it has not been fitted before (a connector from stage 1 brings its own statistics).
+    Features come from the feature cache when the recipe uses one, else from the encoder. Every rank fits on the
+    same images, so the statistics agree without communication. Returns the images used (0: nothing to fit)."""
+    standardizer = model.feature_standardizer
+    if standardizer is None or bool(standardizer.fitted):
+        return 0
+    images = sorted({(s.image_sha256, str(s.conversation.image)) for s in samples if s.image_sha256})
+    if not images:
+        raise ValueError("connector_input_norm is standardize, but the training data has no images to fit it on")
+    step = max(1, -(-len(images) // STANDARDIZER_IMAGES))  # ceil: at most STANDARDIZER_IMAGES, spread over the set
+    chosen = images[::step]
+    batch_size = max(1, args.per_device_train_batch_size)
+
+    def batches() -> Any:
+        for start in range(0, len(chosen), batch_size):
+            batch = chosen[start : start + batch_size]
+            if cache is not None:
+                yield torch.stack([cache.load(sha) for sha, _ in batch])  # [N, g*g, k*C]
+            else:
+                pixels = processor.image_processor([Path(path) for _, path in batch])["pixel_values"]
+                yield model.encode_images(pixels.to(next(model.vision_tower.parameters()).device)).cpu()
+
+    from llama3med.train.model_setup import gathered
+
+    with gathered(model.vision_tower.parameters()), torch.inference_mode():
+        standardizer.fit(batches())
+    return len(chosen)
+
+
 def barrier(args: Any) -> None:
     """Wait for every rank (no-op in a single process)."""
     from accelerate import PartialState
@@ -171,6 +205,9 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
     if cache is not None:
         fill_feature_cache(cache, model, processor, samples, args)
     seconds["feature_cache"] = time.perf_counter() - clock
+    fitted_on = fit_feature_standardizer(model, processor, samples, cache, args)
+    if fitted_on and args.should_log:
+        console.print(f"feature standardisation fitted on {fitted_on} training images")
     base_folder = lora_base_folder(spec, output_dir) if recipe.lora else None
     if base_folder is not None and not Path(spec["model"]).is_dir() and args.should_save:
         save_lora_base(model, processor, base_folder)

@@ -46,6 +46,30 @@ def test_vision_tower_frozen_through_a_training_step() -> None:
     assert model.connector[0].weight.grad is not None
 
 
+def test_training_loss_on_supervised_positions_equals_the_full_loss() -> None:
+    # Training mode runs the LM head on supervised rows only; the loss and every gradient must equal those
+    # of transformers' loss over all positions (eval mode), with and without the Trainer's token count.
+    model, processor = build_preset("tiny")
+    inputs = _batch(processor, ["What is shown?", "Is there a nodule in the left lung?"], [0, 1])
+    labels = inputs["input_ids"].masked_fill(inputs["input_ids"] == model.config.image_token_id, -100)
+    labels[0, : labels.shape[1] // 2] = -100  # rows supervise different spans
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for extra in ({}, {"num_items_in_batch": torch.tensor(int((labels[:, 1:] != -100).sum()) + 3)}):
+        results = []
+        for training in (True, False):
+            model.train(training)
+            model.zero_grad()
+            out = model(**inputs, labels=labels, **extra)
+            out.loss.backward()
+            results.append((out.loss.detach(), [p.grad.clone() for p in trainable], out.logits.shape))
+        (loss_sel, grads_sel, shape_sel), (loss_all, grads_all, shape_all) = results
+        torch.testing.assert_close(loss_sel, loss_all, rtol=1e-5, atol=1e-6)
+        for g_sel, g_all in zip(grads_sel, grads_all):
+            torch.testing.assert_close(g_sel, g_all, rtol=1e-4, atol=1e-6)
+        assert shape_sel == (int((labels[:, 1:] != -100).sum()), model.config.text_config.vocab_size)
+        assert shape_all == (*labels.shape, model.config.text_config.vocab_size)
+
+
 def test_a_batch_encodes_each_distinct_image_once() -> None:
     model, processor = build_preset("tiny")
     pixels = processor.image_processor([_image(0), _image(1), _image(0), _image(0)])["pixel_values"]  # [4, 3, S, S]
