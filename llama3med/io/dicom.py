@@ -11,6 +11,8 @@ import io
 import os
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 import numpy as np
@@ -81,68 +83,64 @@ def read_dicom_pixels(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One frame (default: the middle one) or a montage of frames -> ([H, W] or [H, W, 3] uint8, description)."""
     ds = read_dicom_dataset(file, label, limits)
+    with _attribute_failures_reported(label):
+        if not any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
+            sop_class = ds.get("SOPClassUID")
+            kind = f" (SOP class: {UID(sop_class).name})" if sop_class else ""
+            raise ImageLoadError(label, f"no pixel data: this DICOM file holds no image{kind}")
+        if not ds.get("Rows") or not ds.get("Columns"):
+            raise ImageLoadError(label, "corrupt DICOM image: pixel data without Rows/Columns attributes")
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        limits.check_pixels(
+            label, columns, rows
+        )  # the encoded frames are bounded by max_bytes; one is decoded at a time
+        _check_decoder(ds, label)
+        indices = chosen_indices(frame, montage, frames, label, unit="frame", holder="the file")
+        grid_rows, grid_columns = montage_grid(len(indices))
+        limits.check_pixels(label, columns * grid_columns, rows * grid_rows)
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+        decoded = [_decode_frame(ds, index, label) for index in indices]
+        info: dict[str, Any] = {
+            "format": "DICOM",
+            "modality": str(ds.get("Modality", "")),
+            "transfer_syntax": ds.file_meta.TransferSyntaxUID.name,
+            "photometric": photometric,
+            "size": (columns, rows),
+            "frames": frames,
+            "frame": indices[0] if len(indices) == 1 else indices,
+            "window": None,
+        }
+        if decoded[0].ndim == 3 or photometric == "PALETTE COLOR":  # colour: display values, no window
+            tiles = [_colour_to_uint8(ds, pixels, photometric) for pixels in decoded]
+            return (tiles[0] if len(tiles) == 1 else _tile_colour(tiles)), info
+        values = [_modality_values(ds, pixels, index) for pixels, index in zip(decoded, indices)]
+        used = _choose_window(ds, window, values, indices[0])
+        if isinstance(used, int):  # the file's VOI LUT table, applied per frame, output depth `used` bits
+            scale = Window((2**used - 1) / 2, 2**used - 1, "file VOI LUT")
+            tiles = [apply_window(apply_voi(np.rint(v).astype(np.int64), ds), scale) for v in values]
+            info["window"] = scale.label
+        else:
+            tiles = [apply_window(v, used) for v in values]
+            info["window"] = used.describe()
+        gray = tiles[0] if len(tiles) == 1 else tile_montage(tiles)
+        if photometric == "MONOCHROME1":  # low values are white: invert after windowing
+            gray = 255 - gray
+        return gray, info
+
+
+@contextmanager
+def _attribute_failures_reported(label: str) -> Iterator[None]:
+    """Malformed attribute values fail on access, in many ways: any failure but an `ImageLoadError` becomes one,
+    naming only the exception type (a message may quote values)."""
     try:
-        return _dataset_pixels(ds, label, window=window, frame=frame, montage=montage, limits=limits)
+        yield
     except ImageLoadError:
         raise
-    except Exception as error:  # malformed attribute values fail on access, in many ways
+    except Exception as error:
         raise ImageLoadError(
             label, f"corrupt or unsupported DICOM image attributes ({type(error).__name__})"
         ) from None
-
-
-def _dataset_pixels(
-    ds: Dataset,
-    label: str,
-    *,
-    window: Window | str | None,
-    frame: int | None,
-    montage: int | None,
-    limits: ImageLimits,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    if not any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
-        sop_class = ds.get("SOPClassUID")
-        kind = f" (SOP class: {UID(sop_class).name})" if sop_class else ""
-        raise ImageLoadError(label, f"no pixel data: this DICOM file holds no image{kind}")
-    if not ds.get("Rows") or not ds.get("Columns"):
-        raise ImageLoadError(label, "corrupt DICOM image: pixel data without Rows/Columns attributes")
-    rows, columns = int(ds.Rows), int(ds.Columns)
-    frames = int(ds.get("NumberOfFrames") or 1)
-    limits.check_pixels(
-        label, columns, rows
-    )  # the encoded frames are bounded by max_bytes; one is decoded at a time
-    _check_decoder(ds, label)
-    indices = chosen_indices(frame, montage, frames, label, unit="frame", holder="the file")
-    grid_rows, grid_columns = montage_grid(len(indices))
-    limits.check_pixels(label, columns * grid_columns, rows * grid_rows)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    decoded = [_decode_frame(ds, index, label) for index in indices]
-    info: dict[str, Any] = {
-        "format": "DICOM",
-        "modality": str(ds.get("Modality", "")),
-        "transfer_syntax": ds.file_meta.TransferSyntaxUID.name,
-        "photometric": photometric,
-        "size": (columns, rows),
-        "frames": frames,
-        "frame": indices[0] if len(indices) == 1 else indices,
-        "window": None,
-    }
-    if decoded[0].ndim == 3 or photometric == "PALETTE COLOR":  # colour: display values, no window
-        tiles = [_colour_to_uint8(ds, pixels, photometric) for pixels in decoded]
-        return (tiles[0] if len(tiles) == 1 else _tile_colour(tiles)), info
-    values = [_modality_values(ds, pixels, index) for pixels, index in zip(decoded, indices)]
-    used = _choose_window(ds, window, values, indices[0])
-    if isinstance(used, int):  # the file's VOI LUT table, applied per frame, output depth `used` bits
-        scale = Window((2**used - 1) / 2, 2**used - 1, "file VOI LUT")
-        tiles = [apply_window(apply_voi(np.rint(v).astype(np.int64), ds), scale) for v in values]
-        info["window"] = scale.label
-    else:
-        tiles = [apply_window(v, used) for v in values]
-        info["window"] = used.describe()
-    gray = tiles[0] if len(tiles) == 1 else tile_montage(tiles)
-    if photometric == "MONOCHROME1":  # low values are white: invert after windowing
-        gray = 255 - gray
-    return gray, info
 
 
 def read_dicom_dataset(file: str | os.PathLike | IO[bytes], label: str, limits: ImageLimits) -> Dataset:
