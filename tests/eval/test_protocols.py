@@ -117,13 +117,3 @@ def test_training_on_a_benchmarks_train_split_is_fine_tuned_even_with_disjoint_i
     red = hashlib.sha256((tmp_path / "data" / "vqa-rad" / "images" / "c.png").read_bytes()).hexdigest()
     write_manifest(model, [{"source": "mystery", "image": "z.png", "image_sha256": red}])
     assert contamination_check(model, [slake, rad])["label"] == NOT_ZERO_SHOT
-
-
-def test_training_manifest_records_each_entrys_data_file(tmp_path: Path) -> None:
-    from llama3med.train.data.conversations import Conversation
-    from llama3med.train.data.dataset import TrainingSample
-    from llama3med.train.outputs import manifest_entries
-
-    conversation = Conversation("slake/train:1", "slake/train", ({"role": "user", "content": "<image>"},), tmp_path / "a.png", "a.png")
-    entries = manifest_entries([TrainingSample(conversation, "ab" * 32)], {"slake/train": "/data/slake/train.jsonl"})
-    assert entries == [{"source": "slake/train", "image": "a.png", "image_sha256": "ab" * 32, "data_file": "/data/slake/train.jsonl"}]

@@ -1,4 +1,4 @@
-"""Recipes: every shipped one validates; overrides; clear errors; per-module optimizer groups."""
+"""Recipes (`llama3med.train.recipe`): every shipped one validates; overrides; clear errors; data paths."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llama3med.cli.main import app
-from llama3med.model.presets import build_preset
-from llama3med.train.model_setup import prepare_for_stage
 from llama3med.train.recipe import DEEPSPEED_CONFIGS, RECIPES_DIR, apply_override, load_recipe, recipe_path
-from llama3med.train.trainer import parameter_groups
 
 SHIPPED = ["tiny-align", "tiny-instruct", "small-align", "small-instruct", "llama3-med-8b-align",
            "llama3-med-8b-instruct", "llama3-med-8b-instruct-lora"]
@@ -76,24 +73,6 @@ def test_cli_reports_recipe_errors_and_unknown_recipes() -> None:
     missing = runner.invoke(app, ["train", "no-such-recipe"])
     assert missing.exit_code == 2 and "tiny-align" in missing.output  # lists the shipped recipes
     assert sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) == sorted(SHIPPED)
-
-
-def test_per_module_learning_rates_and_frozen_modules() -> None:
-    model, _ = build_preset("tiny")
-    recipe = load_recipe("tiny-instruct", ["learning_rates.connector=1e-3", "learning_rates.llm=0", "connector=null"])
-    prepare_for_stage(model, recipe)
-    groups = parameter_groups(model, recipe.learning_rates, set(), 0.0)
-    assert [g["lr"] for g in groups] == [1e-3]
-    assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in model.connector.parameters())
-
-    recipe = load_recipe("tiny-instruct", ["learning_rates.connector=1e-3", "learning_rates.llm=2e-5", "connector=null"])
-    prepare_for_stage(model, recipe)
-    names = {n for n, _ in model.named_parameters() if n.endswith("bias")}
-    groups = parameter_groups(model, recipe.learning_rates, {n for n, _ in model.named_parameters()} - names, 0.1)
-    by_lr = {(g["lr"], g["weight_decay"]): sum(p.numel() for p in g["params"]) for g in groups}
-    llm = sum(p.numel() for p in model.language_model.parameters())
-    assert by_lr[(2e-5, 0.1)] == llm and (1e-3, 0.0) in by_lr and (1e-3, 0.1) in by_lr
-    assert not any(p.requires_grad for p in model.vision_tower.parameters())
 
 
 # Data paths: the data root, never the working directory ----------------------------------------------------
