@@ -30,7 +30,8 @@ def demo(
     eval_limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N test questions."),
     batch_size: int = typer.Option(DemoSettings.batch_size, min=1, help="Training batch size (both stages)."),
     instruct_data: str = typer.Option(
-        DemoSettings.instruct_data, help="Stage 2 on a probe: vqa (its short questions) or conversations."
+        DemoSettings.instruct_data, help="Stage 2 on a probe: presence (its presence questions; only those are evaluated), vqa (all its short "
+        "questions) or conversations."
     ),
     threads: Threads = None,
 ) -> None:

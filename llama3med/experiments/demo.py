@@ -23,21 +23,32 @@ DataList = list[dict[str, str]]  # a recipe's `data` list: {"path", "format", "i
 
 @dataclass
 class DemoSettings:
-    """Sizes of the demo run, chosen to keep `llama3med demo` within 10 minutes on a quiet 2-core CPU: about the
-    compute of the format-1 demo measured there (docs/EXPERIMENTS.md). Stage 2 trains on the probe's short VQA
-    records (the questions the test asks, one answer each) rather than its long conversations: a step costs
-    about 10 ms per token on that machine, and the short records give the model more images per minute."""
+    """Sizes and rates of the demo run, chosen so that `llama3med demo` learns to see the probe's targets within
+    10 minutes on a quiet 2-core CPU (docs/EXPERIMENTS.md has the runs behind each choice).
+
+    Stage 2 trains on the probe's presence questions alone (`instruct_data="presence"`, evaluated on the test
+    images' presence questions): one short answer per image, and every step asks the one thing the test
+    measures. It trains LoRA adapters (rank 16 on every linear layer of the LLM) and the connector at a constant
+    1e-3: a LoRA step costs about two thirds of a full one, and full fine-tuning at 2e-4 reached 0.84 in 100 steps
+    where LoRA reached 1.00 in 160. 200 train images (not fewer) keep the run at a few epochs, so the model cannot
+    pass by remembering images."""
 
     preset: str = "small"
     seed: int = 0
-    probe_train: int = 48
-    probe_test: int = 24
+    probe_train: int = 160
+    probe_test: int = 80
     probe_size: int | None = None  # the probe format's own size (896 px for format 2)
     probe_format: int | None = None  # None: the calibrated default (llama3med.experiments.probe.generate.FORMAT_VERSION)
-    align_steps: int = 8
-    instruct_steps: int = 24
+    align_steps: int = 16
+    instruct_steps: int = 112
     batch_size: int = 8
-    instruct_data: str = "vqa"  # stage 2 on a probe: "vqa" (train.jsonl) or "conversations" (conversations.jsonl)
+    # Stage 2 on a probe: "presence" (train.jsonl's PRES questions; only those are evaluated), "vqa" (all of
+    # train.jsonl) or "conversations" (conversations.jsonl).
+    instruct_data: str = "presence"
+    lora_rank: int = 16  # stage 2's LoRA rank (alpha = 2 x rank, no dropout); 0: full fine-tuning
+    connector_lr: float = 1e-3  # stage 2's rates and schedule (stage 1 keeps its recipe's)
+    llm_lr: float = 1e-3  # the adapters' rate with LoRA, the LLM's without
+    lr_scheduler: str = "constant"
     eval_limit: int | None = None
     eval_batch_size: int = 16
     max_new_tokens: int = 12
@@ -62,36 +73,65 @@ def _data_list(path: Path, fmt: str, image_root: Path) -> DataList:
     return [{"path": str(path), "format": fmt, "image_root": str(image_root)}]
 
 
-def stage_data(data_dir: Path, instruct_data: str = "vqa") -> tuple[DataList, DataList, str]:
+INSTRUCT_DATA = ("presence", "vqa", "conversations")
+PRESENCE = "PRES"  # the probe's presence question type
+
+
+def is_probe(data_dir: Path) -> bool:
+    """A probe folder (captions and conversations beside its VQA splits, targets.jsonl as ground truth)."""
+    return all((Path(data_dir) / name).is_file() for name in ("captions.jsonl", "conversations.jsonl", "targets.jsonl"))
+
+
+def stage_data(data_dir: Path, instruct_data: str = "vqa", work_dir: Path | None = None) -> tuple[DataList, DataList, str]:
     """The recipes' data lists for stage 1 and stage 2, and the label of the result, for a data folder.
 
-    A probe folder has captions (stage 1) and, for stage 2, its VQA questions (`instruct_data="vqa"`) or its
-    conversations (`"conversations"`) beside its VQA splits; any other folder laid out like
-    a VQA-RAD benchmark folder trains both stages on its `train.jsonl` questions."""
+    A probe folder has captions (stage 1) and, for stage 2, its presence questions (`instruct_data="presence"`,
+    written to `work_dir/presence-train.jsonl`), all its VQA questions (`"vqa"`) or its conversations
+    (`"conversations"`); any other folder laid out like a VQA-RAD benchmark folder trains both stages on its
+    `train.jsonl` questions."""
     images = data_dir / "images"
     if not (data_dir / "train.jsonl").is_file() or not (data_dir / "test.jsonl").is_file():
         raise FileNotFoundError(f"{data_dir} needs train.jsonl, test.jsonl and images/ (the layout of a VQA-RAD benchmark folder)")
-    if (data_dir / "captions.jsonl").is_file() and (data_dir / "conversations.jsonl").is_file():
-        if instruct_data not in ("vqa", "conversations"):
-            raise ValueError(f"instruct_data must be 'vqa' or 'conversations', got {instruct_data!r}")
-        stage2 = (_data_list(data_dir / "train.jsonl", "vqa", images) if instruct_data == "vqa"
-                  else _data_list(data_dir / "conversations.jsonl", "llava", images))
+    if is_probe(data_dir):
+        if instruct_data not in INSTRUCT_DATA:
+            raise ValueError(f"instruct_data must be one of {INSTRUCT_DATA}, got {instruct_data!r}")
+        if instruct_data == "presence":
+            if work_dir is None:
+                raise ValueError("instruct_data='presence' needs a work_dir for its question file")
+            stage2 = _data_list(presence_questions(data_dir / "train.jsonl", Path(work_dir) / "presence-train.jsonl"),
+                                "vqa", images)
+        elif instruct_data == "vqa":
+            stage2 = _data_list(data_dir / "train.jsonl", "vqa", images)
+        else:
+            stage2 = _data_list(data_dir / "conversations.jsonl", "llava", images)
         return (_data_list(data_dir / "captions.jsonl", "caption", images), stage2,
                 "fine-tuned on the probe's train split (test images are unseen)")
     vqa = _data_list(data_dir / "train.jsonl", "vqa", images)
     return vqa, vqa, f"fine-tuned on {data_dir / 'train.jsonl'} (not zero-shot)"
 
 
-def stage_recipe(stage: str, settings: DemoSettings, output_dir: Path, data: DataList, steps: int, **changes: Any) -> Recipe:
+def presence_questions(questions: Path, out: Path) -> Path:
+    """Write the presence (PRES) questions of a probe split's VQA JSONL to `out` (atomically); returns `out`."""
+    from llama3med.io.jsonl import read_jsonl, write_jsonl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out, [row for _, row in read_jsonl(questions) if row.get("question_type") == PRESENCE])
+    return out
+
+
+def stage_recipe(
+    stage: str, settings: DemoSettings, output_dir: Path, data: DataList, steps: int,
+    training: dict[str, Any] | None = None, **changes: Any,
+) -> Recipe:
     """The shipped `<preset>-<stage>` recipe with the demo's output folder, data, seed, steps, batch size and
-    model changes, and no intermediate checkpoints (`save_steps` beyond the run); `changes` sets other recipe
-    fields (stage 2's `connector`, `feature_cache`). Equal to `llama3med train <preset>-<stage>` with the
-    matching `key=value` overrides."""
+    model changes, and no intermediate checkpoints (`save_steps` beyond the run); `training` sets other
+    `training:` keys, `changes` other recipe fields (stage 2's `connector`, `feature_cache`, `learning_rates`).
+    Equal to `llama3med train <preset>-<stage>` with the matching `key=value` overrides."""
     from llama3med.train.recipe import load_recipe
 
     recipe = load_recipe(f"{settings.preset}-{stage}")
     training = {**recipe.training, "max_steps": steps, "per_device_train_batch_size": settings.batch_size,
-                "logging_steps": 4, "save_steps": 1_000_000, "dataloader_num_workers": 0}
+                "logging_steps": 4, "save_steps": 1_000_000, "dataloader_num_workers": 0, **(training or {})}
     # `replace` builds a new Recipe, so its checks run again and its data sources follow the new data list
     return replace(recipe, output_dir=str(output_dir), data=data, seed=settings.seed, training=training,
                    model_args={**recipe.model_args, **settings.model_args}, **changes)
@@ -103,7 +143,8 @@ def _train_stage(recipe: Recipe, log: Log) -> Path:
     from llama3med.train.trainer import last_complete_checkpoint
 
     output_dir = Path(recipe.output_dir)
-    if (output_dir / "config.json").is_file() and (output_dir / REPORT_FILE).is_file():  # written last
+    model_file = "adapter_config.json" if recipe.lora else "config.json"
+    if (output_dir / model_file).is_file() and (output_dir / REPORT_FILE).is_file():  # written last
         log(f"{recipe.stage}: already done in {output_dir}")
         return output_dir
     resume = last_complete_checkpoint(output_dir / "checkpoints") is not None
@@ -132,16 +173,24 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
                                  n_test=settings.probe_test, size=settings.probe_size, version=settings.probe_format)
         log(f"probe: {summary.n_train} train + {summary.n_test} test images at {summary.size} px in {data_dir}")
     data_dir = Path(data_dir)
-    align_data, instruct_data, label = stage_data(data_dir, settings.instruct_data)
+    align_data, instruct_data, label = stage_data(data_dir, settings.instruct_data, out)
     align_dir = _train_stage(stage_recipe("align", settings, out / "align", align_data, settings.align_steps), log)
     model_dir = _train_stage(
         stage_recipe("instruct", settings, out / "model", instruct_data, settings.instruct_steps,
-                     connector=str(align_dir), feature_cache=True),
+                     {"lr_scheduler_type": settings.lr_scheduler, "warmup_steps": 0}, connector=str(align_dir),
+                     feature_cache=True, learning_rates={"connector": settings.connector_lr, "llm": settings.llm_lr},
+                     lora={"r": settings.lora_rank, "alpha": 2 * settings.lora_rank, "dropout": 0.0} if settings.lora_rank else None),
         log,
     )
     decoding = GenerationSettings(max_new_tokens=settings.max_new_tokens, temperature=0.0, top_p=1.0, seed=settings.seed)
     answerer = Llama3MedAnswerer.from_pretrained(model_dir, decoding)
+    # Training's frozen-feature cache: the test images are encoded once, for the evaluation and the ceiling both.
+    from llama3med.folders import cache_dir
+
+    answerer.api.use_feature_cache(cache_dir() / "features")
     benchmark = load_custom(data_dir)  # `<folder>/test`: test.jsonl with images/
+    if settings.instruct_data == "presence" and is_probe(data_dir):  # evaluated on what it was taught
+        benchmark = replace(benchmark, questions=[q for q in benchmark.questions if q.id.endswith("-pres")])
     eval_dir = out / "eval"
     report = evaluate(answerer, [benchmark], PromptTemplates.load(), eval_dir, decoding=decoding,
                       batch_size=settings.eval_batch_size, limit=settings.eval_limit, model_dir=model_dir,
@@ -151,7 +200,7 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
     report["label"] = "fine-tuned"
     write_report(report, eval_dir)
     presence = None
-    if (data_dir / "targets.jsonl").is_file():  # a probe: PRES with its interval, beside what the features allow
+    if is_probe(data_dir):  # PRES with its interval, beside what the features allow
         from llama3med.experiments.linear_probe import presence_ceiling
 
         presence = presence_accuracy(eval_dir, report)
@@ -161,7 +210,7 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
     first = example_question(benchmark.questions, eval_dir, report, data_dir)
     answer = answerer.api.chat(first.image, first.question, max_new_tokens=settings.max_new_tokens)
     example = {"image": str(first.image), "question": first.question, "answer": answer, "reference": first.answer}
-    if (data_dir / "targets.jsonl").is_file():
+    if is_probe(data_dir):
         example["why"] = target_description(data_dir, Path(first.image).name)
     return DemoResult(data_dir, align_dir, model_dir, eval_dir, report, label, example, presence)
 
@@ -187,7 +236,7 @@ def presence_accuracy(eval_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
 def example_question(questions: list[Any], eval_dir: Path, report: dict[str, Any], data_dir: Path) -> Any:
     """The question the demo answers at the end: on a probe, the first presence question about an image with
     targets that the model answered correctly (so that the answer has a visible reason); else the first."""
-    if (data_dir / "targets.jsonl").is_file():
+    if is_probe(data_dir):
         right = {row["id"] for row in prediction_rows(eval_dir, report)
                  if row["scores"].get("strict_closed_accuracy") == 1.0}
         for question in questions:

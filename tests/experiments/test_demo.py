@@ -26,8 +26,10 @@ def test_tiny_demo_trains_evaluates_answers_and_reuses_finished_stages(tmp_path:
     runner = CliRunner()
     first = runner.invoke(app, ["demo", "--out", str(out), *DEMO_ARGS])
     assert first.exit_code == 0, first.output
-    for folder in ("align", "model"):
-        assert (out / folder / "config.json").is_file() and (out / folder / "model.safetensors").is_file()
+    assert (out / "align" / "config.json").is_file() and (out / "align" / "model.safetensors").is_file()
+    # stage 2 trains LoRA adapters by default: the model folder is a PEFT folder on its saved base
+    assert (out / "model" / "adapter_config.json").is_file() and (out / "model" / "adapter_model.safetensors").is_file()
+    assert (out / "model" / "base-model" / "config.json").is_file()
     report = json.loads((out / "eval" / "report.json").read_text())
     assert report["label"] == "fine-tuned"
     assert list(report["benchmarks"]) == ["probe/test"]  # named from its folder
@@ -36,8 +38,12 @@ def test_tiny_demo_trains_evaluates_answers_and_reuses_finished_stages(tmp_path:
     assert all(command[command.index(option) + 1] == value for option, value in zip(DEMO_ARGS[::2], DEMO_ARGS[1::2]))
     assert f"Reproduce: `{report['command']}`" in (out / "eval" / "report.md").read_text()
     results = next(iter(report["benchmarks"].values()))
-    questions = (out / "probe" / "test.jsonl").read_text().splitlines()
-    assert results["counts"]["closed"] + results["counts"]["open"] == len(questions)
+    # stage 2 learnt the presence questions of the train images, and only the test images' presence questions are asked
+    taught = [json.loads(line) for line in (out / "presence-train.jsonl").read_text().splitlines()]
+    assert len(taught) == 8 and {row["question_type"] for row in taught} == {"PRES"}
+    questions = [json.loads(line) for line in (out / "probe" / "test.jsonl").read_text().splitlines()]
+    assert len(questions) > 3 and results["counts"]["closed"] + results["counts"]["open"] == 3
+    assert results["counts"]["closed"] == sum(row["question_type"] == "PRES" for row in questions)
     assert "closed (all)" in first.output and "open (all)" in first.output
     assert "answer:" in first.output and str(out / "model") in first.output.replace("\n", "")
     # stage 2 inherits stage 1's training images in its manifest (for the contamination check)
@@ -49,11 +55,11 @@ def test_tiny_demo_trains_evaluates_answers_and_reuses_finished_stages(tmp_path:
         by_source.setdefault(entry["source"], set()).add(entry["image"])
     assert len(by_source) == 2 and all(images == train_images for images in by_source.values())
 
-    weights = (out / "model" / "model.safetensors").stat().st_mtime_ns
+    weights = (out / "model" / "adapter_model.safetensors").stat().st_mtime_ns
     second = runner.invoke(app, ["demo", "--out", str(out), *DEMO_ARGS])
     assert second.exit_code == 0, second.output
     assert second.output.count("already done") == 2
-    assert (out / "model" / "model.safetensors").stat().st_mtime_ns == weights
+    assert (out / "model" / "adapter_model.safetensors").stat().st_mtime_ns == weights
 
 
 def test_a_benchmark_folder_trains_both_stages_on_its_train_split(benchmarks_dir: Path) -> None:
@@ -65,24 +71,38 @@ def test_a_benchmark_folder_trains_both_stages_on_its_train_split(benchmarks_dir
 
 
 def test_stage_recipes_equal_the_shipped_recipes_with_the_matching_command_line_overrides(tmp_path: Path) -> None:
-    for name in ("captions.jsonl", "conversations.jsonl", "train.jsonl", "test.jsonl"):
+    for name in ("captions.jsonl", "conversations.jsonl", "targets.jsonl", "test.jsonl"):
         (tmp_path / name).write_text("")
+    rows = [{"id": f"train-0-{kind.lower()}", "image": "train-0.png", "question": "q", "answer": "a", "question_type": kind}
+            for kind in ("PRES", "COUNT", "POS")]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     align_data, instruct_data, _ = stage_data(tmp_path, "conversations")
     assert instruct_data == [{"path": str(tmp_path / "conversations.jsonl"), "format": "llava",
                               "image_root": str(tmp_path / "images")}]
+    _, presence_data, _ = stage_data(tmp_path, "presence", tmp_path / "work")
+    assert presence_data == [{"path": str(tmp_path / "work" / "presence-train.jsonl"), "format": "vqa",
+                              "image_root": str(tmp_path / "images")}]
+    assert [json.loads(line) for line in (tmp_path / "work" / "presence-train.jsonl").read_text().splitlines()] == rows[:1]
+    with pytest.raises(ValueError, match="needs a work_dir"):
+        stage_data(tmp_path, "presence")
+    with pytest.raises(ValueError, match="instruct_data must be one of"):
+        stage_data(tmp_path, "captions")
     settings = DemoSettings(preset="tiny", seed=3, batch_size=2, model_args={"scales": [32, 64], "tile_size": 32})
     common = ["seed=3", "training.per_device_train_batch_size=2", "training.logging_steps=4",
               "training.save_steps=1000000", "training.dataloader_num_workers=0",
               "model_args.scales=[32, 64]", "model_args.tile_size=32"]
     out = tmp_path / "demo"
     align = stage_recipe("align", settings, out / "align", align_data, 5)
-    instruct = stage_recipe("instruct", settings, out / "model", instruct_data, 7, connector=str(out / "align"),
-                            feature_cache=True)
+    instruct = stage_recipe("instruct", settings, out / "model", instruct_data, 7, {"lr_scheduler_type": "constant"},
+                            connector=str(out / "align"), feature_cache=True,
+                            learning_rates={"connector": 1e-3, "llm": 2e-4})
     expected_align = load_recipe("tiny-align", [f"output_dir={out / 'align'}", "data=" + json.dumps(align_data),
                                                 "training.max_steps=5", *common])
     expected_instruct = load_recipe("tiny-instruct", [f"output_dir={out / 'model'}", f"connector={out / 'align'}",
                                                       "data=" + json.dumps(instruct_data), "feature_cache=true",
-                                                      "training.max_steps=7", *common])
+                                                      "training.max_steps=7", "training.lr_scheduler_type=constant",
+                                                      "learning_rates.connector=1e-3", "learning_rates.llm=2e-4",
+                                                      *common])
     for recipe, expected in ((align, expected_align), (instruct, expected_instruct)):
         assert recipe.to_dict() == expected.to_dict()
         assert recipe.sources == expected.sources  # rebuilt from the new data list, not the shipped one
