@@ -4,10 +4,13 @@ traceback only with the global `--debug`), the boundary that turns any other exc
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
+from collections.abc import Callable
 from importlib import metadata
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -78,6 +81,40 @@ class ErrorReportingGroup(TyperGroup):
             if debug_enabled():
                 raise
             raise fail(describe_exception(error)) from error
+
+
+Result = TypeVar("Result")
+
+
+def option_groups(**groups: Callable[..., Any]) -> Callable[[Callable[..., Result]], Callable[..., Result]]:
+    """Options that several commands share, declared once. `@option_groups(settings=settings_from_options)` on a
+    command with a parameter `settings` shows `settings_from_options`'s parameters (typer options with their
+    defaults) in that parameter's place, in `--help` and on the command line, and calls the command with
+    `settings_from_options(...)` of the values given. A group is any callable typer could read as a command,
+    e.g. a function or a dataclass whose fields carry `typer.Option` annotations."""
+
+    def share(command: Callable[..., Result]) -> Callable[..., Result]:
+        # eval_str: typer reads the annotations as objects, and a replaced signature is not evaluated again
+        own = inspect.signature(command, eval_str=True)
+        members = {name: list(inspect.signature(group, eval_str=True).parameters.values()) for name, group in groups.items()}
+        if unknown := sorted(set(groups) - set(own.parameters)):
+            raise TypeError(f"{command.__name__} has no parameter {', '.join(unknown)} to put option groups in")
+        # keyword-only: a group's defaulted options may then stand before the command's required ones
+        parameters = [member.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                      for parameter in own.parameters.values() for member in members.get(parameter.name, [parameter])]
+
+        @functools.wraps(command)
+        def run(**values: Any) -> Result:
+            for name, group in groups.items():
+                values[name] = group(**{member.name: values.pop(member.name) for member in members[name]})
+            return command(**values)
+
+        run.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+        annotations = {parameter.name: parameter.annotation for parameter in parameters} | {"return": own.return_annotation}
+        run.__annotations__ = {name: value for name, value in annotations.items() if value is not inspect.Parameter.empty}
+        return run
+
+    return share
 
 
 Threads = Annotated[

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from llama3med.cli.common import Threads, fail, set_threads
+from llama3med.cli.common import Threads, fail, option_groups, set_threads
 from llama3med.generation import GenerationSettings
 from llama3med.serve.limits import ServerLimits
 
@@ -38,14 +38,16 @@ Slice = Annotated[int | None, typer.Option("--slice", min=0, help="Slice of a 3-
 
 
 def settings_from_options(
-    max_new_tokens: int, temperature: float, top_p: float, stop: list[str] | None, seed: int | None
+    max_new_tokens: MaxNewTokens = 256, temperature: Temperature = 0.0, top_p: TopP = 1.0, stop: Stop = None, seed: Seed = None
 ) -> GenerationSettings:
-    """The decoding options as `Llama3Med.generate`'s settings (no `--stop` given: no stop strings)."""
+    """The decoding options (an option group of `ask`, `chat` and `predict`) as `Llama3Med.generate`'s settings
+    (no `--stop` given: no stop strings)."""
     return GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop or None, seed=seed)
 
 
-def image_options(window: str | None, frame: int | None, slice_index: int | None) -> dict[str, Any]:
-    """Keyword arguments for `load_image`; a bad `--window` is refused before the model loads."""
+def image_options(window: Window = None, frame: Frame = None, slice_index: Slice = None) -> dict[str, Any]:
+    """The image options (an option group of `ask`, `chat` and `predict`) as keyword arguments for `load_image`;
+    a bad `--window` is refused before the model loads."""
     from llama3med.io.intensity import parse_window
 
     try:
@@ -86,26 +88,21 @@ def open_image(path: Path, options: dict[str, Any]) -> Any:
         raise fail(f"{error.source}: {error.reason}") from None
 
 
+@option_groups(settings=settings_from_options, loading=image_options)
 def ask(
     image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, TIFF, DICOM, NIfTI, ...).")],
     question: Annotated[str, typer.Argument(help="The question about the image.")],
     model: ModelDir,
-    max_new_tokens: MaxNewTokens = 256,
-    temperature: Temperature = 0.0,
-    top_p: TopP = 1.0,
-    stop: Stop = None,
-    seed: Seed = None,
-    window: Window = None,
-    frame: Frame = None,
-    slice_index: Slice = None,
+    settings: GenerationSettings,
+    loading: dict[str, Any],
     device: Device = None,
     threads: Threads = None,
 ) -> None:
     """Answer one question about one image (streamed to stdout)."""
     set_threads(threads)
-    loaded = open_image(image, image_options(window, frame, slice_index))
+    loaded = open_image(image, loading)
     api = load_api(model, device)
-    for piece in api.stream_chat(loaded, question, settings=settings_from_options(max_new_tokens, temperature, top_p, stop, seed)):
+    for piece in api.stream_chat(loaded, question, settings=settings):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -114,17 +111,12 @@ def ask(
 CHAT_HELP = "Commands: /image PATH switches the image (history kept), /reset clears the history, /exit quits."
 
 
+@option_groups(settings=settings_from_options, loading=image_options)
 def chat(
     image: Annotated[Path, typer.Argument(help="The image to talk about.")],
     model: ModelDir,
-    max_new_tokens: MaxNewTokens = 256,
-    temperature: Temperature = 0.0,
-    top_p: TopP = 1.0,
-    stop: Stop = None,
-    seed: Seed = None,
-    window: Window = None,
-    frame: Frame = None,
-    slice_index: Slice = None,
+    settings: GenerationSettings,
+    loading: dict[str, Any],
     device: Device = None,
     threads: Threads = None,
 ) -> None:
@@ -133,9 +125,7 @@ def chat(
     from llama3med.io.images import ImageLoadError, load_image
     from llama3med.serve.session import ChatSession
 
-    options = image_options(window, frame, slice_index)
-    session = ChatSession(load_api(model, device), open_image(image, options))
-    settings = settings_from_options(max_new_tokens, temperature, top_p, stop, seed)
+    session = ChatSession(load_api(model, device), open_image(image, loading))
     print(f"Talking about {image}. {CHAT_HELP}", flush=True)
     while True:
         try:
@@ -153,7 +143,7 @@ def chat(
         elif line == "/image" or line.startswith("/image "):
             path = line[len("/image"):].strip()
             try:
-                session.set_image(load_image(Path(path).expanduser(), **options))
+                session.set_image(load_image(Path(path).expanduser(), **loading))
                 print(f"(now talking about {path})", flush=True)
             except ImageLoadError as error:
                 print(f"error: {error.source}: {error.reason}", flush=True)
@@ -169,19 +159,15 @@ def chat(
             print(flush=True)
 
 
+@option_groups(settings=settings_from_options, loading=image_options)
 def predict(
     input_path: Annotated[Path, typer.Option("--input", "-i", exists=True, dir_okay=False, help="Questions: JSONL with id, image, question.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Answers: JSONL, appended; ids already in it are skipped.")],
     model: ModelDir,
     batch_size: Annotated[int, typer.Option(min=1, help="Questions answered per generate call.")] = 8,
-    max_new_tokens: MaxNewTokens = 256,
-    temperature: Temperature = 0.0,
-    top_p: TopP = 1.0,
-    stop: Stop = None,
-    seed: Seed = None,
-    window: Window = None,
-    frame: Frame = None,
-    slice_index: Slice = None,
+    *,
+    settings: GenerationSettings,
+    loading: dict[str, Any],
     device: Device = None,
     threads: Threads = None,
     feature_cache: Annotated[
@@ -210,8 +196,8 @@ def predict(
                 input_path,
                 out,
                 batch_size=batch_size,
-                image_options=image_options(window, frame, slice_index),
-                settings=settings_from_options(max_new_tokens, temperature, top_p, stop, seed),
+                image_options=loading,
+                settings=settings,
                 on_batch=lambda n: progress.advance(task, n),
             )
         except PredictionInputError as error:

@@ -1,7 +1,11 @@
 """`llama3med.cli.common`: one exit code per kind of failure, bad input sharing click's usage-error code; a failure
-is one `error:` line (a missing optional package names its extra), the traceback only with `--debug`."""
+is one `error:` line (a missing optional package names its extra), the traceback only with `--debug`; option
+groups declared once for several commands."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
 
 import click
 import pytest
@@ -14,6 +18,7 @@ from llama3med.cli.common import (
     ErrorReportingGroup,
     describe_exception,
     fail,
+    option_groups,
     set_debug,
 )
 from llama3med.extras import extras_by_package
@@ -56,3 +61,34 @@ def test_missing_optional_modules_name_their_extra() -> None:
     message = describe_exception(ModuleNotFoundError("No module named 'fastapi'", name="fastapi"))
     assert "`fastapi`" in message and "pip install 'llama3med[serve]'" in message
     assert "llama3med[eval]' or 'llama3med[instruct]" in describe_exception(ModuleNotFoundError("x", name="openai"))
+
+
+@dataclass(frozen=True)
+class Size:
+    width: Annotated[int, typer.Option(min=1, help="Width in cells.")] = 3
+    height: Annotated[int, typer.Option(help="Height in cells.")] = 2
+
+
+def scale_option(scale: Annotated[int, typer.Option(help="Factor.")] = 1) -> int:
+    return scale
+
+
+@option_groups(size=Size, factor=scale_option)
+def area(name: Annotated[str, typer.Argument()], size: Size, label: Annotated[str, typer.Option()] = "cells", *,
+         factor: int) -> None:
+    """Print the area."""
+    typer.echo(f"{name}: {size.width * size.height * factor} {label}")
+
+
+def test_option_groups_show_their_options_in_place_and_pass_what_the_group_builds() -> None:
+    app = typer.Typer()
+    app.command()(area)
+    assert runner.invoke(app, ["box"]).output == "box: 6 cells\n"
+    assert runner.invoke(app, ["box", "--width", "5", "--scale", "2", "--label", "m2"]).output == "box: 20 m2\n"
+    assert runner.invoke(app, ["box", "--width", "0"]).exit_code == BAD_INPUT  # the group's option keeps its checks
+    help_text = runner.invoke(app, ["--help"]).output
+    assert "Print the area." in help_text
+    order = [help_text.index(option) for option in ("--width", "--height", "--label", "--scale")]
+    assert order == sorted(order)  # in the place of the parameter the group fills
+    with pytest.raises(TypeError, match="has no parameter size to put option groups in"):
+        option_groups(size=Size)(scale_option)
