@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from llama3med.cli.common import Threads, fail, set_threads
+from llama3med.cli.common import Threads, fail, option_groups, set_threads
+
+if TYPE_CHECKING:
+    from llama3med.eval.benchmarks import Benchmark
 
 console = Console(soft_wrap=True)  # tables and paths stay on one line each
 errors = Console(stderr=True, soft_wrap=True)  # soft wrap: paths in messages stay on one line
@@ -23,6 +28,27 @@ COLUMNS_HELP = ("Custom data sets: which column holds each field, e.g. question=
 CATEGORIES_HELP = "Custom data sets: comma-separated columns to break the figures down by (default: every other column of JSONL/CSV rows)."
 SPLIT_HELP = "Custom data set folders (datasets' save_to_disk, parquet, <split>.jsonl): the split to read."
 IMAGE_DIR_HELP = "Custom data sets: folder their image paths are relative to (default: the file's folder, or a data set folder's images/)."
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where the benchmarks are and how to read them: an option group of `eval` and `score` (`option_groups`)."""
+
+    data_root: Annotated[Path | None, typer.Option(envvar="LLAMA3MED_DATA_ROOT", help=DATA_ROOT_HELP)] = None
+    layout: Annotated[str, typer.Option(help=LAYOUT_HELP)] = "auto"
+    slake_language: Annotated[str, typer.Option(help="SLAKE questions: en (official English test split) or zh.")] = "en"
+    columns: Annotated[str | None, typer.Option(help=COLUMNS_HELP)] = None
+    categories: Annotated[str | None, typer.Option(help=CATEGORIES_HELP)] = None
+    split: Annotated[str, typer.Option(help=SPLIT_HELP)] = "test"
+    image_dir: Annotated[Path | None, typer.Option(help=IMAGE_DIR_HELP)] = None
+
+    def load(self, specs: list[str]) -> list[Benchmark]:
+        """The benchmarks `specs` name (`resolve_benchmarks`); a bad spec, column map or file raises `ValueError`
+        or `OSError`."""
+        from llama3med.eval.data_specs import ColumnMap, resolve_benchmarks
+
+        return resolve_benchmarks(specs, self.data_root, layout=self.layout, language=self.slake_language,
+                                  columns=ColumnMap.parse(self.columns, self.categories), split=self.split, image_dir=self.image_dir)
 
 
 def build_answerer(model: Path | None, backend: str, endpoint: str | None, served_model: str | None, api_key_env: str,
@@ -51,13 +77,15 @@ def build_answerer(model: Path | None, backend: str, endpoint: str | None, serve
     raise ValueError(f"--backend must be auto, llama3med or hf, got {backend!r}")
 
 
+@option_groups(data=DataOptions)
 def eval_command(
     model: Path | None = typer.Option(None, "--model", help="Model folder: a Llama3-Med checkpoint or any Hugging Face image-text-to-text model."),
     benchmarks: str = typer.Option(
         "vqa-rad,slake,pathvqa", help="Comma-separated: vqa-rad, slake, pathvqa, or your own data sets as PATH or NAME=PATH "
         "(.jsonl, .csv, LLaVA-Med question .jsonl or test .json, .parquet, or a Hugging Face dataset folder)."
     ),
-    data_root: Path | None = typer.Option(None, envvar="LLAMA3MED_DATA_ROOT", help=DATA_ROOT_HELP),
+    *,
+    data: DataOptions,
     out: Path | None = typer.Option(None, help="Output folder (predictions, report.md/json, breakdowns.png); default eval-results/<model name>."),
     limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N questions of each benchmark."),
     batch_size: int = typer.Option(16, min=1, help="Questions per generate call (left padded, KV cache)."),
@@ -70,12 +98,6 @@ def eval_command(
     temperature: float | None = typer.Option(None, min=0.0, help="0 = greedy decoding (default: the protocol's)."),
     top_p: float | None = typer.Option(None, min=0.0, max=1.0, help="Nucleus sampling threshold, when sampling (default: the protocol's)."),
     prompts: Path | None = typer.Option(None, help="Folder with closed.txt and open.txt prompt templates (default: the protocol's)."),
-    layout: str = typer.Option("auto", help=LAYOUT_HELP),
-    slake_language: str = typer.Option("en", help="SLAKE questions: en (official English test split) or zh."),
-    columns: str | None = typer.Option(None, help=COLUMNS_HELP),
-    categories: str | None = typer.Option(None, help=CATEGORIES_HELP),
-    split: str = typer.Option("test", help=SPLIT_HELP),
-    image_dir: Path | None = typer.Option(None, help=IMAGE_DIR_HELP),
     backend: str = typer.Option("auto", help="auto (from config.json), llama3med, or hf (AutoModelForImageTextToText)."),
     endpoint: str | None = typer.Option(None, help="Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1 (instead of a local model)."),
     served_model: str | None = typer.Option(None, help="Model name to request from --endpoint."),
@@ -93,7 +115,6 @@ def eval_command(
 ) -> None:
     """Zero-shot evaluation under a named protocol (prompts, decoding, token budget), batched; predictions stream to
     JSONL and a rerun resumes. The report names the protocol, anything changed from it, and each metric's ceiling."""
-    from llama3med.eval.data_specs import ColumnMap, resolve_benchmarks
     from llama3med.eval.pipeline import evaluate
     from llama3med.eval.protocols import get_protocol, protocol_decoding, protocol_settings
     from llama3med.progress import ProgressDisplay
@@ -110,14 +131,13 @@ def eval_command(
     given = [("--max-new-tokens", max_new_tokens), ("--temperature", temperature), ("--top-p", top_p)]
     command = ["llama3med", "eval", *(["--model", str(model)] if model else []), *(["--endpoint", endpoint] if endpoint else []),
                *(["--served-model", served_model] if served_model else []), "--benchmarks", ",".join(specs),
-               *(["--data-root", str(data_root)] if data_root else []), "--out", str(out), "--batch-size", str(batch_size),
+               *(["--data-root", str(data.data_root)] if data.data_root else []), "--out", str(out), "--batch-size", str(batch_size),
                "--protocol", chosen.name, "--seed", str(seed),
                *[item for option, value in given if value is not None for item in (option, str(value))],
                *(["--limit", str(limit)] if limit else []), *(["--prompts", str(prompts)] if prompts else []),
-               *data_options(layout, slake_language, columns, categories, split, image_dir)]
+               *data_options(data.layout, data.slake_language, data.columns, data.categories, data.split, data.image_dir)]
     try:
-        loaded = resolve_benchmarks(specs, data_root, layout=layout, language=slake_language,
-                                    columns=ColumnMap.parse(columns, categories), split=split, image_dir=image_dir)
+        loaded = data.load(specs)
         for benchmark in loaded:
             console.print(f"[cyan]data:[/] {benchmark.describe()}", highlight=False)
             for mismatch in benchmark.check_counts():
@@ -155,29 +175,23 @@ def use_feature_cache(answerer: object, folder: Path) -> None:
     answerer.api.use_feature_cache(folder)
 
 
+@option_groups(data=DataOptions)
 def score_command(
     benchmark: str = typer.Option(..., help="vqa-rad, slake, pathvqa, or your own data set as PATH or NAME=PATH (the formats of eval --benchmarks)."),
-    data_root: Path | None = typer.Option(None, envvar="LLAMA3MED_DATA_ROOT", help=DATA_ROOT_HELP),
     predictions: Path = typer.Option(
         ..., exists=True, dir_okay=False,
         help='JSONL with one {"id", "prediction"} per question, or a LLaVA-Med answers file ({"question_id", "text"}).',
     ),
     out: Path = typer.Option(..., help="JSON file to write the figures to."),
     limit: int | None = typer.Option(None, min=1, help="Score only the first N questions (as `eval --limit N` produced)."),
-    layout: str = typer.Option("auto", help=LAYOUT_HELP),
-    slake_language: str = typer.Option("en", help="SLAKE questions: en or zh."),
-    columns: str | None = typer.Option(None, help=COLUMNS_HELP),
-    categories: str | None = typer.Option(None, help=CATEGORIES_HELP),
-    split: str = typer.Option("test", help=SPLIT_HELP),
-    image_dir: Path | None = typer.Option(None, help=IMAGE_DIR_HELP),
+    *,
+    data: DataOptions,
 ) -> None:
     """Score an existing predictions JSONL without loading any model (predictions from anywhere)."""
-    from llama3med.eval.data_specs import ColumnMap, resolve_benchmarks
     from llama3med.eval.scoring import score_file
 
     try:
-        [full] = resolve_benchmarks([benchmark], data_root, layout=layout, language=slake_language,
-                                    columns=ColumnMap.parse(columns, categories), split=split, image_dir=image_dir)
+        [full] = data.load([benchmark])
         console.print(f"[cyan]data:[/] {full.describe()}", highlight=False)
         scores = score_file(full.limited(limit), predictions)
         console.print(f"[cyan]predictions:[/] {scores['source']['predictions_format']} ({predictions})", highlight=False)
@@ -202,8 +216,9 @@ def score_command(
 def data_options(layout: str, language: str, columns: str | None, categories: str | None, split: str,
                  image_dir: Path | None) -> list[str]:
     """The data options that differ from their defaults, for the reproduce line."""
-    given = [("--layout", layout, "auto"), ("--slake-language", language, "en"), ("--columns", columns, None),
-             ("--categories", categories, None), ("--split", split, "test"), ("--image-dir", image_dir, None)]
+    given = [("--layout", layout, DataOptions.layout), ("--slake-language", language, DataOptions.slake_language),
+             ("--columns", columns, DataOptions.columns), ("--categories", categories, DataOptions.categories),
+             ("--split", split, DataOptions.split), ("--image-dir", image_dir, DataOptions.image_dir)]
     return [item for option, value, default in given if value != default for item in (option, str(value))]
 
 
