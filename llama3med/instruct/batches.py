@@ -15,6 +15,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,28 +49,23 @@ def open_batches(path: Path, generator: str) -> dict[str, dict[str, list[str]]]:
     return submitted
 
 
+@dataclass
 class BatchRunner:
     """Runs the tasks of one Anthropic generator through Message Batches."""
 
-    def __init__(
-        self,
-        backend: AnthropicBackend,
-        out_dir: Path,
-        sink: ResultSink,
-        make_request: Callable[[Task], ChatRequest],
-        policy: RetryPolicy,
-        rng: random.Random,
-        poll_interval: float,
-        batch_size: int,
-    ) -> None:
-        self.backend = backend
-        self.state_path = out_dir / BATCHES_FILE
-        self.sink = sink
-        self.make_request = make_request
-        self.policy = policy
-        self.rng = rng
-        self.poll_interval = poll_interval
-        self.batch_size = batch_size
+    backend: AnthropicBackend
+    out_dir: Path
+    sink: ResultSink
+    make_request: Callable[[Task], ChatRequest]
+    policy: RetryPolicy
+    rng: random.Random
+    poll_interval: float
+    batch_size: int
+
+    @property
+    def state_path(self) -> Path:
+        """`batches.jsonl`: the batches submitted and collected, in order."""
+        return self.out_dir / BATCHES_FILE
 
     async def _api(self, call: Callable[[], Any]) -> Any:
         async def mapped() -> Any:
