@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,6 +79,20 @@ def load_api(model: Path, device: str | None) -> Any:
         raise typer.BadParameter(str(error), param_hint="--model") from None
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model answers and how it runs: an option group of `ask`, `chat` and `predict` (`option_groups`)."""
+
+    model: ModelDir
+    device: Device = None
+    threads: Threads = None
+
+    def load(self) -> Any:
+        """Apply `--threads`, then load the model folder as `Llama3Med` (a bad `--model` is a usage error)."""
+        set_threads(self.threads)
+        return load_api(self.model, self.device)
+
+
 def open_image(path: Path, options: dict[str, Any]) -> Any:
     """Load an image or exit with the loader's reason."""
     from llama3med.io.images import ImageLoadError, load_image
@@ -88,20 +103,17 @@ def open_image(path: Path, options: dict[str, Any]) -> Any:
         raise fail(f"{error.source}: {error.reason}") from None
 
 
-@option_groups(settings=settings_from_options, loading=image_options)
+@option_groups(model=ModelChoice, settings=settings_from_options, loading=image_options)
 def ask(
     image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, TIFF, DICOM, NIfTI, ...).")],
     question: Annotated[str, typer.Argument(help="The question about the image.")],
-    model: ModelDir,
+    model: ModelChoice,
     settings: GenerationSettings,
     loading: dict[str, Any],
-    device: Device = None,
-    threads: Threads = None,
 ) -> None:
     """Answer one question about one image (streamed to stdout)."""
-    set_threads(threads)
     loaded = open_image(image, loading)
-    api = load_api(model, device)
+    api = model.load()
     for piece in api.stream_chat(loaded, question, settings=settings):
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -111,21 +123,18 @@ def ask(
 CHAT_HELP = "Commands: /image PATH switches the image (history kept), /reset clears the history, /exit quits."
 
 
-@option_groups(settings=settings_from_options, loading=image_options)
+@option_groups(model=ModelChoice, settings=settings_from_options, loading=image_options)
 def chat(
     image: Annotated[Path, typer.Argument(help="The image to talk about.")],
-    model: ModelDir,
+    model: ModelChoice,
     settings: GenerationSettings,
     loading: dict[str, Any],
-    device: Device = None,
-    threads: Threads = None,
 ) -> None:
     """Talk about an image interactively: multi-turn, streamed answers. /image PATH, /reset, /exit."""
-    set_threads(threads)
     from llama3med.io.images import ImageLoadError, load_image
     from llama3med.serve.session import ChatSession
 
-    session = ChatSession(load_api(model, device), open_image(image, loading))
+    session = ChatSession(model.load(), open_image(image, loading))
     print(f"Talking about {image}. {CHAT_HELP}", flush=True)
     while True:
         try:
@@ -159,31 +168,28 @@ def chat(
             print(flush=True)
 
 
-@option_groups(settings=settings_from_options, loading=image_options)
+@option_groups(model=ModelChoice, settings=settings_from_options, loading=image_options)
 def predict(
     input_path: Annotated[Path, typer.Option("--input", "-i", exists=True, dir_okay=False, help="Questions: JSONL with id, image, question.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Answers: JSONL, appended; ids already in it are skipped.")],
-    model: ModelDir,
+    model: ModelChoice,
     batch_size: Annotated[int, typer.Option(min=1, help="Questions answered per generate call.")] = 8,
     *,
     settings: GenerationSettings,
     loading: dict[str, Any],
-    device: Device = None,
-    threads: Threads = None,
     feature_cache: Annotated[
         Path | None,
         typer.Option(help="Also keep the frozen encoder's image features in this folder, so later runs with the same encoder skip encoding."),
     ] = None,
 ) -> None:
     """Answer a JSONL file of questions in batches, grouped by image; rerun to resume after an interruption."""
-    set_threads(threads)
     from llama3med.serve.predict import PredictionInputError, predict_file, read_questions
 
     try:
         total = len(read_questions(input_path))
     except PredictionInputError as error:
         raise fail(str(error)) from None
-    api = load_api(model, device)
+    api = model.load()
     if feature_cache is not None:
         api.use_feature_cache(feature_cache)
     from llama3med.progress import ProgressDisplay
