@@ -4,7 +4,6 @@ handling, and the confidence intervals of the scales experiment."""
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from typer.testing import CliRunner
 
 from llama3med.cli.main import app
 from llama3med.experiments.demo import DemoSettings, demo_command, stage_data, stage_recipe
-from llama3med.experiments.scales import ARMS, ArmSummary, markdown_table
 from llama3med.train.recipe import load_recipe
 
 DEMO_ARGS = ["--preset", "tiny", "--align-steps", "2", "--instruct-steps", "2", "--probe-train", "8", "--probe-test", "3"]
@@ -125,30 +123,3 @@ def test_a_folder_without_splits_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "train.jsonl").write_text("")
     with pytest.raises(FileNotFoundError, match="needs train.jsonl, test.jsonl and images/"):
         stage_data(tmp_path)
-
-
-def test_confidence_interval_is_student_t_over_seeds() -> None:
-    summary = ArmSummary("hierarchical", [0, 1, 2], {"closed accuracy (strict)": [50.0, 60.0, 70.0]})
-    mean, half = summary.interval("closed accuracy (strict)")
-    assert mean == 60.0
-    assert half == pytest.approx(4.303 * 10.0 / math.sqrt(3))
-    assert math.isnan(ArmSummary("x", [0], {"m": [1.0]}).interval("m")[1])
-
-
-def test_arms_share_the_token_budget_and_table_lists_every_arm() -> None:
-    from llama3med.model.presets import build_preset
-
-    grids = set()
-    for overrides in ARMS.values():
-        model, _ = build_preset("tiny", **{**overrides, "scales": [s // 7 for s in overrides["scales"]],
-                                           **({"tile_size": overrides["tile_size"] // 7} if "tile_size" in overrides else {})})
-        grids.add(model.config.num_image_tokens)
-    assert len(grids) == 1
-    metrics = ("closed accuracy (LLaVA-Med)", "closed accuracy (strict)", "open recall (LLaVA-Med)", "open exact match")
-    table = markdown_table([ArmSummary(arm, [0, 1], {m: [10.0, 20.0] for m in metrics}) for arm in ARMS])
-    assert all(f"| {arm} | 2 |" in table for arm in ARMS)
-    assert "15.0 ± 63.5" in table  # 12.706 * 7.07 / sqrt(2)
-    by_type = markdown_table([ArmSummary("single-224", [0, 1, 2], {}, {"PRES": [50.0, 50.0, 50.0], "COUNT": [0.0, 10.0, 20.0]})],
-                             by_question_type=True)
-    assert by_type.splitlines()[0] == "| arm | seeds | COUNT | PRES |"
-    assert by_type.splitlines()[2] == f"| single-224 | 3 | 10.0 ± {4.303 * 10 / math.sqrt(3):.1f} | 50.0 ± 0.0 |"

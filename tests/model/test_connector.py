@@ -12,6 +12,14 @@ from llama3med.model.modeling import Llama3MedForConditionalGeneration
 from llama3med.model.presets import build_preset
 
 
+@pytest.mark.parametrize("kind", ["linear", "mlp2x_gelu", "mlp3x_gelu"])
+def test_connector_types(kind: str) -> None:
+    connector = build_connector(kind, 12, 8)
+    n_linear = {"linear": 1, "mlp2x_gelu": 2, "mlp3x_gelu": 3}[kind]
+    assert sum(isinstance(m, torch.nn.Linear) for m in connector) == n_linear
+    assert connector(torch.randn(2, 5, 12)).shape == (2, 5, 8)
+
+
 def test_standardizer_fits_the_mean_and_sample_std_of_every_token() -> None:
     generator = torch.Generator().manual_seed(0)
     scale = torch.tensor([0.1, 1.0, 5.0, 0.3])  # the median spread is ~0.65: the floor stays below every channel

@@ -14,7 +14,7 @@ soft Gaussian dots of about the same integrated brightness and extent. At 1024 p
 top stands out; down-sampled to 224 px it is one more bump of the texture, like the vessels. A mitotic
 figure is a dense, spiky chromosome plate 7-15 px long whose integrated darkness is close to that of a
 normal nucleus: at 1024 px it is darker than every nucleus and irregular, at 224 px one more dark dot.
-(tests/experiments/probe/test_probe_generate.py measures both.)
+(tests/experiments/probe/test_generate.py measures both.)
 
 Two target looks (chosen by the probe's format version, `llama3med.experiments.probe.generate`):
 

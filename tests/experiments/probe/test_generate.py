@@ -2,7 +2,7 @@
 pixels), balanced classes, the shared JSONL layout, and targets that vanish at 224 px but not at full size.
 
 The pixel-level checks here are of probe format 1 (solid targets at 1024 px, still selectable); the calibrated
-formats 2 and 3 (stippled targets) have their own in test_probe_calibrated.py. Texts and files are the same in both."""
+formats 2 and 3 (stippled targets) have their own in test_images.py. Texts and files are the same in both."""
 
 from __future__ import annotations
 
