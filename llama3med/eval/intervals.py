@@ -47,8 +47,9 @@ def wilson_interval(successes: int, total: int) -> tuple[float, float]:
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and two-sided 95 % Student-t half-width over runs (nan half-width for fewer than 2 values)."""
-    if not values:
+    """Mean and two-sided 95 % Student-t half-width over runs (nan half-width for fewer than 2 values; nan both
+    when there are no values or one is nan: a metric that had nothing to score)."""
+    if not values or any(math.isnan(v) for v in values):
         return math.nan, math.nan
     mean = statistics.fmean(values)
     if len(values) < 2:

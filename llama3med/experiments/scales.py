@@ -14,6 +14,7 @@ split; the table gives mean and 95 % confidence intervals (t over seeds) of clos
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,9 +60,11 @@ METRICS = {
 
 
 def scores_of(report: dict[str, Any]) -> dict[str, float]:
-    """The experiment's metrics from one evaluation report."""
+    """The experiment's metrics from one evaluation report (nan for a metric with no questions: the open scores
+    of a presence-only evaluation)."""
     results = next(iter(report["benchmarks"].values()))
-    return {name: float(results[group][key]) for name, (group, key) in METRICS.items()}
+    return {name: math.nan if results[group][key] is None else float(results[group][key])
+            for name, (group, key) in METRICS.items()}
 
 
 def question_type_scores(report: dict[str, Any]) -> dict[str, float]:
@@ -115,7 +118,7 @@ def markdown_table(summaries: Sequence[ArmSummary], by_question_type: bool = Fal
         cells = []
         for column in columns:
             mean, half = ArmSummary.interval_of(values.get(column, []))
-            cells.append(f"{mean:.1f} ± {half:.1f}")
+            cells.append("–" if math.isnan(mean) else f"{mean:.1f} ± {half:.1f}")
         if ceiling:
             c = summary.ceiling
             cells.append(f"{100 * c['test_accuracy']:.1f} [{100 * c['ci95'][0]:.1f}, {100 * c['ci95'][1]:.1f}]"

@@ -48,3 +48,16 @@ def test_scores_come_from_the_report_of_the_one_data_set() -> None:
     assert scores_of(report) == {"closed accuracy (LLaVA-Med)": 75.0, "closed accuracy (strict)": 70.0,
                                  "open recall (LLaVA-Med)": 40.0, "open exact match": 30.0}
     assert question_type_scores(report) == {"COUNT": 30.0, "PRES": 70.0}
+
+
+def test_a_presence_only_evaluation_has_no_open_scores_and_the_table_says_so() -> None:
+    report = {"benchmarks": {"probe/test": {
+        "llava_med": {"closed_accuracy": 90.0, "open_recall": None},
+        "strict": {"closed_accuracy": 90.0, "open_exact_match": None, "open_f1": None},
+        "breakdowns": {"question_type": {"PRES": {"closed": True, "strict_closed_accuracy": 90.0}}},
+    }}}
+    scores = scores_of(report)
+    assert scores["closed accuracy (strict)"] == 90.0 and math.isnan(scores["open exact match"])
+    summary = ArmSummary("hierarchical", [0, 1], {name: [value, value] for name, value in scores.items()})
+    row = markdown_table([summary]).splitlines()[2]
+    assert row.startswith("| hierarchical | 2 | ") and row.count("| – |") + row.endswith("| – |") >= 2
