@@ -32,6 +32,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "llama3med"))
 
 
+def feature_cache_dir() -> Path:
+    """The default frozen-feature cache, `<cache_dir()>/features`: training, evaluation and the linear probe share
+    it (one folder per encoder fingerprint inside)."""
+    return cache_dir() / "features"
+
+
 class ModelFolderError(ValueError):
     """A path given as a model is not a usable model (or adapter) folder; the message says why and what to do."""
 

@@ -14,6 +14,7 @@ from llama3med.folders import (
     ModelFolderError,
     cache_dir,
     check_model_folder,
+    feature_cache_dir,
     read_json,
     resolve_model_folder,
 )
@@ -41,6 +42,7 @@ def a_file(path: Path) -> Path:
 def test_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     assert cache_dir() == tmp_path / "cache"
+    assert feature_cache_dir() == tmp_path / "cache" / "features"
     monkeypatch.delenv(CACHE_ENV)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cache_dir() == tmp_path / ".cache" / "llama3med"

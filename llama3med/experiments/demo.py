@@ -79,6 +79,11 @@ INSTRUCT_DATA = ("presence", "vqa", "conversations")
 PRESENCE = "PRES"  # the probe's presence question type
 
 
+def is_presence(question_id: str) -> bool:
+    """A probe presence question (the probe's ids end in `-pres`)."""
+    return question_id.endswith("-pres")
+
+
 def is_probe(data_dir: Path) -> bool:
     """A probe folder (captions and conversations beside its VQA splits, targets.jsonl as ground truth)."""
     return all((Path(data_dir) / name).is_file() for name in ("captions.jsonl", "conversations.jsonl", "targets.jsonl"))
@@ -140,12 +145,13 @@ def stage_recipe(
 
 
 def _train_stage(recipe: Recipe, log: Log) -> Path:
+    from llama3med.folders import ADAPTER_CONFIG_FILE, CONFIG_FILE
     from llama3med.train.outputs import REPORT_FILE
     from llama3med.train.run import train
     from llama3med.train.trainer import last_complete_checkpoint
 
     output_dir = Path(recipe.output_dir)
-    model_file = "adapter_config.json" if recipe.lora else "config.json"
+    model_file = ADAPTER_CONFIG_FILE if recipe.lora else CONFIG_FILE
     if (output_dir / model_file).is_file() and (output_dir / REPORT_FILE).is_file():  # written last
         log(f"{recipe.stage}: already done in {output_dir}")
         return output_dir
@@ -163,6 +169,7 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
     from llama3med.eval.pipeline import evaluate
     from llama3med.eval.report import write_report
     from llama3med.eval.templates import PromptTemplates
+    from llama3med.folders import feature_cache_dir
     from llama3med.generation import GenerationSettings
 
     out = Path(out)
@@ -187,12 +194,10 @@ def run_demo(out: Path, settings: DemoSettings, data_dir: Path | None = None, lo
     decoding = GenerationSettings(max_new_tokens=settings.max_new_tokens, temperature=0.0, top_p=1.0, seed=settings.seed)
     answerer = Llama3MedAnswerer.from_pretrained(model_dir, decoding)
     # Training's frozen-feature cache: the test images are encoded once, for the evaluation and the ceiling both.
-    from llama3med.folders import cache_dir
-
-    answerer.api.use_feature_cache(cache_dir() / "features")
+    answerer.api.use_feature_cache(feature_cache_dir())
     benchmark = load_custom(data_dir)  # `<folder>/test`: test.jsonl with images/
     if settings.instruct_data == "presence" and is_probe(data_dir):  # evaluated on what it was taught
-        benchmark = replace(benchmark, questions=[q for q in benchmark.questions if q.id.endswith("-pres")])
+        benchmark = replace(benchmark, questions=[q for q in benchmark.questions if is_presence(q.id)])
     eval_dir = out / "eval"
     report = evaluate(answerer, [benchmark], PromptTemplates.load(), eval_dir, decoding=decoding,
                       batch_size=settings.eval_batch_size, limit=settings.eval_limit, model_dir=model_dir,
@@ -230,7 +235,7 @@ def presence_accuracy(eval_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     from llama3med.eval.intervals import bootstrap_interval
 
     correct = [row["scores"]["strict_closed_accuracy"] for row in prediction_rows(eval_dir, report)
-               if row["id"].endswith("-pres")]
+               if is_presence(row["id"])]
     accuracy = sum(correct) / len(correct) if correct else float("nan")
     return {"accuracy": accuracy, "ci95": list(bootstrap_interval(correct)), "n": len(correct)}
 
@@ -242,7 +247,7 @@ def example_question(questions: list[Any], eval_dir: Path, report: dict[str, Any
         right = {row["id"] for row in prediction_rows(eval_dir, report)
                  if row["scores"].get("strict_closed_accuracy") == 1.0}
         for question in questions:
-            if question.id.endswith("-pres") and question.answer == "yes" and question.id in right:
+            if is_presence(question.id) and question.answer == "yes" and question.id in right:
                 return question
     return questions[0]
 

@@ -213,14 +213,14 @@ def encode_probe(
     Returns the features, the grid side g, the per-scale width C and the encoder fingerprint."""
     import torch
 
-    from llama3med.folders import cache_dir
+    from llama3med.folders import feature_cache_dir
     from llama3med.model.feature_cache import FeatureCache, encoder_fingerprint
     from llama3med.model.presets import build_preset
 
     model, processor = built or build_preset(preset, scales=list(scales), tile_size=min(scales))
     model.eval()
     fingerprint = encoder_fingerprint(model, processor.image_processor)
-    cache = FeatureCache(feature_cache or cache_dir() / "features", fingerprint)
+    cache = FeatureCache(feature_cache or feature_cache_dir(), fingerprint)
     paths = [Path(probe_dir) / "images" / name for name in files]
     shas = [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]  # the cache's key
     done = [0]

@@ -45,14 +45,26 @@ def feature_cache_for(recipe: Recipe, model: Any, processor: Any) -> Any:
     """The recipe's feature cache for this model's encoder (None when the cache is off)."""
     if not recipe.use_feature_cache:
         return None
-    from llama3med.folders import cache_dir
+    from llama3med.folders import feature_cache_dir
     from llama3med.model.feature_cache import FeatureCache, encoder_fingerprint
     from llama3med.train.model_setup import gathered
 
-    root = Path(recipe.feature_cache_dir) if recipe.feature_cache_dir else cache_dir() / "features"
+    root = Path(recipe.feature_cache_dir) if recipe.feature_cache_dir else feature_cache_dir()
     dtype = getattr(torch, recipe.feature_cache_dtype) if recipe.feature_cache_dtype else None
     with gathered(model.vision_tower.parameters()):
         return FeatureCache(root, encoder_fingerprint(model, processor.image_processor), dtype)
+
+
+def training_images(samples: list[TrainingSample]) -> list[tuple[str, Path]]:
+    """The distinct training images as (sha256, path), sorted: the same list, in the same order, on every rank."""
+    return [(sha, Path(path)) for sha, path in sorted({(s.image_sha256, str(s.conversation.image)) for s in samples
+                                                        if s.image_sha256})]
+
+
+def encode_image_files(model: Any, processor: Any, paths: list[Path]) -> torch.Tensor:
+    """Frozen features [N, g*g, k*C] of image files, on the vision tower's device (call under inference mode)."""
+    pixels = processor.image_processor(paths)["pixel_values"]  # [N, 3, S, S]
+    return model.encode_images(pixels.to(next(model.vision_tower.parameters()).device))
 
 
 def fill_feature_cache(cache: Any, model: Any, processor: Any, samples: list[TrainingSample], args: Any) -> None:
@@ -61,20 +73,13 @@ def fill_feature_cache(cache: Any, model: Any, processor: Any, samples: list[Tra
 
     from llama3med.train.model_setup import gathered
 
-    images = sorted({(s.image_sha256, str(s.conversation.image)) for s in samples if s.image_sha256})
-    shard = [(sha, Path(path)) for sha, path in images[args.process_index :: args.world_size]]
+    shard = training_images(samples)[args.process_index :: args.world_size]
     batch_size = max(1, args.per_device_train_batch_size)
     with gathered(model.vision_tower.parameters()), torch.inference_mode():
         if not any(hasattr(p, "ds_id") for p in model.vision_tower.parameters()):
             model.vision_tower.to(args.device)  # (ZeRO-3-partitioned parameters already live on the device)
-        device = next(model.vision_tower.parameters()).device
-
-        def encode(paths: list[Path]) -> torch.Tensor:
-            pixels = processor.image_processor(paths)["pixel_values"].to(device)  # [N, 3, S, S]
-            return model.encode_images(pixels)  # [N, g*g, k*C]
-
         bar = tqdm(total=len(shard), desc="feature cache", unit="img", disable=not args.should_log or not shard)
-        cache.fill(shard, encode, batch_size, progress=bar.update)
+        cache.fill(shard, lambda paths: encode_image_files(model, processor, paths), batch_size, progress=bar.update)
         bar.close()
     barrier(args)
 
@@ -90,7 +95,7 @@ def fit_feature_standardizer(model: Any, processor: Any, samples: list[TrainingS
     standardizer = model.feature_standardizer
     if standardizer is None or bool(standardizer.fitted):
         return 0
-    images = sorted({(s.image_sha256, str(s.conversation.image)) for s in samples if s.image_sha256})
+    images = training_images(samples)
     if not images:
         raise ValueError("connector_input_norm is standardize, but the training data has no images to fit it on")
     step = max(1, -(-len(images) // STANDARDIZER_IMAGES))  # ceil: at most STANDARDIZER_IMAGES, spread over the set
@@ -103,8 +108,7 @@ def fit_feature_standardizer(model: Any, processor: Any, samples: list[TrainingS
             if cache is not None:
                 yield torch.stack([cache.load(sha) for sha, _ in batch])  # [N, g*g, k*C]
             else:
-                pixels = processor.image_processor([Path(path) for _, path in batch])["pixel_values"]
-                yield model.encode_images(pixels.to(next(model.vision_tower.parameters()).device)).cpu()
+                yield encode_image_files(model, processor, [path for _, path in batch]).cpu()
 
     from llama3med.train.model_setup import gathered
 
