@@ -6,7 +6,8 @@
 - off: no cache; the frozen encoder runs inside every step (reference).
 
 The real `llama3med train` code path runs each time (`llama3med.train.run.train`) on real image–caption pairs
-from ../shared/benchmarks/captions-sample; model building and data checks are excluded from the epoch time.
+from `captions-sample/` under `--data-root` (default `$LLAMA3MED_DATA_ROOT`); model building and data checks are
+excluded from the epoch time.
 
     .venv/bin/python bench/feature_cache.py --samples 32 --batch 8
 """
@@ -15,20 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 from pathlib import Path
 
 import torch
 
+from llama3med.folders import DATA_ROOT_ENV
 from llama3med.train.recipe import load_recipe
 from llama3med.train.run import train
 
-CAPTIONS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "captions-sample"
 
-
-def epoch(work: Path, run: str, cache: str, samples: int, batch: int) -> dict[str, float]:
-    data = [{"path": str(CAPTIONS / "captions.jsonl"), "format": "caption", "image_root": str(CAPTIONS / "images"), "max_samples": samples}]
+def epoch(captions: Path, work: Path, run: str, cache: str, samples: int, batch: int) -> dict[str, float]:
+    data = [{"path": str(captions / "captions.jsonl"), "format": "caption", "image_root": str(captions / "images"), "max_samples": samples}]
     recipe = load_recipe("small-align", [
         f"data={json.dumps(data)}", f"output_dir={work / run}", f"feature_cache={cache}", f"feature_cache_dir={work / 'features'}",
         "training.num_train_epochs=1", f"training.per_device_train_batch_size={batch}", "training.save_steps=100000",
@@ -42,15 +43,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=32, help="image–caption pairs in the epoch")
     parser.add_argument("--batch", type=int, default=8, help="per-device batch size")
+    parser.add_argument("--data-root", type=Path, default=os.environ.get(DATA_ROOT_ENV), required=DATA_ROOT_ENV not in os.environ,
+                        help=f"folder holding captions-sample/ (default: ${DATA_ROOT_ENV})")
     args = parser.parse_args()
-    if not CAPTIONS.is_dir():
-        raise SystemExit(f"caption data not found at {CAPTIONS}")
+    captions = args.data_root / "captions-sample"
+    if not captions.is_dir():
+        raise SystemExit(f"caption data not found at {captions}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         runs = {
-            "off (encoder in every step)": epoch(work, "off", "false", args.samples, args.batch),
-            "cold (encode once, then train)": epoch(work, "cold", "true", args.samples, args.batch),
-            "warm (features from disk)": epoch(work, "warm", "true", args.samples, args.batch),
+            "off (encoder in every step)": epoch(captions, work, "off", "false", args.samples, args.batch),
+            "cold (encode once, then train)": epoch(captions, work, "cold", "true", args.samples, args.batch),
+            "warm (features from disk)": epoch(captions, work, "warm", "true", args.samples, args.batch),
         }
     cold = runs["cold (encode once, then train)"]["epoch"]
     print(f"\n`small` preset, stage 1, {args.samples} samples, batch {args.batch}, torch {torch.__version__},"

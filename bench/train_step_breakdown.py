@@ -1,6 +1,7 @@
 """Training step time vs the sum of its parts measured separately (target: overhead <= 10 %), `small` preset, stage 2.
 
-On one batch of real VQA-RAD train samples (built by the training dataset and collator):
+On one batch of real VQA-RAD train samples (`vqa-rad/` under `--data-root`, default `$LLAMA3MED_DATA_ROOT`),
+built by the training dataset and collator:
 - step: `Llama3MedTrainer.training_step` — forward and backward of the whole model as training runs it;
 - parts, each timed alone on the same batch: vision forward (frozen S2 encoder), connector forward + backward
   (with the gradient the LLM sends back), LLM forward + backward from input embeddings.
@@ -13,6 +14,7 @@ The optimizer step is reported beside it (it is neither part of the step above n
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import tempfile
@@ -23,13 +25,12 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments
 
+from llama3med.folders import DATA_ROOT_ENV
 from llama3med.train.data.conversations import DataReport, DataSource, read_source
 from llama3med.train.data.dataset import ConversationDataset, RightPaddingCollator, prepare_samples
 from llama3med.train.model_setup import load_base, prepare_for_stage
 from llama3med.train.recipe import load_recipe
 from llama3med.train.trainer import Llama3MedTrainer
-
-RAD = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "vqa-rad"
 
 
 def median_seconds(run: Callable[[], None], repeats: int) -> float:
@@ -46,11 +47,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data-root", type=Path, default=os.environ.get(DATA_ROOT_ENV), required=DATA_ROOT_ENV not in os.environ,
+                        help=f"folder holding vqa-rad/ (default: ${DATA_ROOT_ENV})")
     args = parser.parse_args()
+    rad = args.data_root / "vqa-rad"
     recipe = load_recipe("small-instruct", ["connector=null"])
     model, processor = load_base({"model": "small"})
     model = prepare_for_stage(model, recipe)
-    source = DataSource(RAD / "train.jsonl", "vqa", image_root=RAD / "images", max_samples=args.batch)
+    source = DataSource(rad / "train.jsonl", "vqa", image_root=rad / "images", max_samples=args.batch)
     report = DataReport()
     samples = prepare_samples(read_source(source, report), processor, report, recipe.max_length)
     dataset = ConversationDataset(samples, processor, recipe.max_length)

@@ -58,15 +58,49 @@ class SamePadConv2d(nn.Conv2d):
     """Conv2d with TensorFlow 'SAME' padding computed from the input size (asymmetric when needed)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, self.weight, self.bias)
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This convolution's geometry with `weight` and `bias` (the batch-norm-folded ones at inference)."""
         in_h, in_w = x.shape[-2:]
         pads = []
         for size, kernel, stride in ((in_w, self.kernel_size[1], self.stride[1]), (in_h, self.kernel_size[0], self.stride[0])):
             out = math.ceil(size / stride)
             total = max((out - 1) * stride + kernel - size, 0)
             pads += [total // 2, total - total // 2]
-        if any(pads):
-            x = F.pad(x, pads)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        left, right, top, bottom = pads
+        if left == right and top == bottom:
+            # Symmetric (every stride-1 convolution with an odd kernel): the convolution pads by itself, without
+            # F.pad's zero-filled copy of the input.
+            return F.conv2d(x, weight, bias, self.stride, (top, left), self.dilation, self.groups)
+        return F.conv2d(F.pad(x, pads), weight, bias, self.stride, 0, self.dilation, self.groups)
+
+
+def conv_bn(conv: SamePadConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """`bn(conv(x))`; at inference as one convolution with the batch norm folded into its weight and bias.
+
+    In eval mode batch norm is a per-channel affine map, so `bn(conv(x)) = conv'(x)` with
+    `w' = w * g / sqrt(var + eps)` and `b' = beta - mean * g / sqrt(var + eps)` (same result up to float
+    rounding). On a CPU the separate batch norm pass over every activation cost about a sixth of
+    EfficientNet-Lite0's time (docs/PERFORMANCE.md). The folded tensors are kept on the convolution and
+    recomputed when any of the five source tensors is replaced or changed in place (loading weights,
+    `.to(...)`).
+    """
+    if bn.training:
+        return bn(conv(x))
+    sources = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources)
+    folded = getattr(conv, "_folded_batch_norm", None)
+    if folded is None or folded[0] != key:
+        with torch.no_grad():
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # [C_out]
+            weight = (conv.weight * scale[:, None, None, None]).contiguous(
+                memory_format=torch.channels_last if conv.weight.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+            )
+            bias = bn.bias - bn.running_mean * scale
+        folded = (key, weight, bias)
+        conv._folded_batch_norm = folded
+    return conv.conv(x, folded[1], folded[2])
 
 
 def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
@@ -95,10 +129,11 @@ class MBConvBlock(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         x = inputs
+        # In place: each activation is a fresh tensor, so clamping it where it lies saves an allocation and a copy.
         if self.expand != 1:
-            x = F.relu6(self._bn0(self._expand_conv(x)))
-        x = F.relu6(self._bn1(self._depthwise_conv(x)))
-        x = self._bn2(self._project_conv(x))
+            x = F.relu6(conv_bn(self._expand_conv, self._bn0, x), inplace=True)
+        x = F.relu6(conv_bn(self._depthwise_conv, self._bn1, x), inplace=True)
+        x = conv_bn(self._project_conv, self._bn2, x)
         return x + inputs if self.residual else x
 
 
@@ -140,7 +175,7 @@ class EfficientNetLiteModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self._bn0(self._conv_stem(pixel_values)))  # [B, 32, H/2, W/2]
+        x = F.relu6(conv_bn(self._conv_stem, self._bn0, pixel_values), inplace=True)  # [B, 32, H/2, W/2]
         for block in self._blocks:
             x = block(x)
-        return F.relu6(self._bn1(self._conv_head(x)))  # [B, hidden, H/32, W/32]
+        return F.relu6(conv_bn(self._conv_head, self._bn1, x), inplace=True)  # [B, hidden, H/32, W/32]

@@ -1,12 +1,18 @@
-"""EfficientNet-Lite (`llama3med.model.efficientnet_lite`): TensorFlow "same" padding, the feature map's shape at any
-input size, depth and width scaling, and the port against the reference package on the real Lite0 weights."""
+"""EfficientNet-Lite (`llama3med.model.efficientnet_lite`): TensorFlow "same" padding, batch norm folded into the
+convolutions at inference, the feature map's shape at any input size, depth and width scaling, and the port against
+the reference package on the real Lite0 weights."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from llama3med.model.efficientnet_lite import EfficientNetLiteConfig, EfficientNetLiteModel, SamePadConv2d
+from llama3med.model.efficientnet_lite import (
+    EfficientNetLiteConfig,
+    EfficientNetLiteModel,
+    SamePadConv2d,
+    conv_bn,
+)
 from llama3med.model.pretrained import efficientnet_lite0_weights
 
 
@@ -31,6 +37,55 @@ def test_same_padding_puts_the_odd_pixel_at_the_end_as_tensorflow_does():
     assert even.shape == odd.shape == (1, 1, 3, 3)
     assert (even[0, 0, 0, 0].item(), even[0, 0, 2, 2].item()) == (9.0, 4.0)
     assert (odd[0, 0, 0, 0].item(), odd[0, 0, 1, 1].item(), odd[0, 0, 2, 2].item()) == (4.0, 9.0, 4.0)
+
+
+def conv_and_batch_norm(channels: int, kernel: int, stride: int, groups: int = 1) -> tuple[SamePadConv2d, torch.nn.BatchNorm2d]:
+    """A convolution and a batch norm in eval mode with statistics far from the identity."""
+    generator = torch.Generator().manual_seed(kernel * 10 + stride)
+    conv = SamePadConv2d(channels, channels, kernel, stride=stride, groups=groups, bias=False)
+    bn = torch.nn.BatchNorm2d(channels, eps=1e-3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator))
+        for tensor in (bn.weight, bn.bias, bn.running_mean):
+            tensor.copy_(torch.randn(channels, generator=generator))
+        bn.running_var.copy_(torch.rand(channels, generator=generator) * 3 + 0.01)
+    return conv, bn.eval()
+
+
+@pytest.mark.parametrize(("kernel", "stride", "size"), [(3, 1, 12), (5, 1, 11), (3, 2, 12), (5, 2, 12), (3, 2, 11)])
+def test_batch_norm_folded_into_the_convolution_gives_conv_then_batch_norm(kernel: int, stride: int, size: int) -> None:
+    # stride 1 pads symmetrically inside the convolution, stride 2 on an even size asymmetrically with F.pad
+    conv, bn = conv_and_batch_norm(8, kernel, stride, groups=8)
+    x = torch.randn(2, 8, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = bn(conv(x))
+        torch.testing.assert_close(conv_bn(conv, bn, x), expected, atol=1e-5, rtol=1e-5)
+        conv.to(memory_format=torch.channels_last)  # as the vision tower runs it
+        torch.testing.assert_close(conv_bn(conv, bn, x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_folded_weights_follow_new_weights_and_statistics() -> None:
+    conv, bn = conv_and_batch_norm(4, 3, 1)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = conv_bn(conv, bn, x)
+        bn.running_var.mul_(4.0)  # in place, as load_state_dict writes
+        torch.testing.assert_close(conv_bn(conv, bn, x), bn(conv(x)), atol=1e-5, rtol=1e-5)
+        conv.load_state_dict({"weight": -conv.weight})
+        after = conv_bn(conv, bn, x)
+    torch.testing.assert_close(after, bn(conv(x)), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(before, after)
+
+
+def test_in_training_mode_batch_norm_uses_the_batch_and_updates_its_statistics() -> None:
+    conv, bn = conv_and_batch_norm(4, 3, 1)
+    bn.train()
+    x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    running_mean = bn.running_mean.clone()
+    with torch.no_grad():
+        y = conv_bn(conv, bn, x)
+    torch.testing.assert_close(y.mean(dim=(0, 2, 3)), bn.bias, atol=1e-5, rtol=1e-5)  # normalised by the batch itself
+    assert not torch.equal(bn.running_mean, running_mean)
 
 
 def test_the_feature_map_is_the_input_over_32_rounded_up():
