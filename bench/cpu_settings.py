@@ -2,7 +2,8 @@
 
 Each configuration runs in a fresh process (malloc settings cannot be undone inside one), times `--repeats`
 calls on `--tiles` random 224 px tiles after one warm-up call, and reports seconds per call with the user and
-system CPU time (system time is the page faults that the malloc settings remove). Results: docs/PERFORMANCE.md.
+system CPU time (system time is the page faults that the malloc settings remove). With `--before REV`, one more row: both settings
+with the encoder of git revision REV, to compare the code before a change. Results: docs/PERFORMANCE.md.
 
     python bench/cpu_settings.py --threads 2 --tiles 16 --repeats 5
 """
@@ -11,8 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+from revisions import unpack_revision  # bench/ is on sys.path when a script in it runs
 
 CHILD = r"""
 import json, resource, sys, time
@@ -36,7 +42,8 @@ with torch.inference_mode():
     for _ in range(settings["repeats"]):
         encoder(tiles)
     seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"seconds_per_call": seconds / settings["repeats"],
+import llama3med
+print(json.dumps({"package": llama3med.__file__, "seconds_per_call": seconds / settings["repeats"],
                   "user_s": after.ru_utime - before.ru_utime, "system_s": after.ru_stime - before.ru_stime}))
 """
 
@@ -46,20 +53,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tiles", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--before", help="A git revision whose encoder to time as well (both settings on).")
     args = parser.parse_args()
+    configurations = [(tuned_malloc, channels_last, None) for tuned_malloc in (False, True) for channels_last in (False, True)]
+    if args.before:
+        configurations.append((True, True, args.before))
     rows = []
-    for tuned_malloc in (False, True):
-        for channels_last in (False, True):
+    with tempfile.TemporaryDirectory() as scratch:
+        for tuned_malloc, channels_last, revision in configurations:
             settings = {"tuned_malloc": tuned_malloc, "channels_last": channels_last, "threads": args.threads,
                         "tiles": args.tiles, "repeats": args.repeats}
+            env = {**os.environ, "PYTHONPATH": str(unpack_revision(revision, Path(scratch)))} if revision else None
             result = subprocess.run([sys.executable, "-c", CHILD, json.dumps(settings)], check=True,
-                                      capture_output=True, text=True)
-            rows.append({**settings, **json.loads(result.stdout.strip().splitlines()[-1])})
+                                    capture_output=True, text=True, env=env, cwd=scratch)
+            row = {**settings, "revision": revision or "this checkout", **json.loads(result.stdout.strip().splitlines()[-1])}
+            if revision and not row["package"].startswith(scratch):
+                raise SystemExit(f"the child imported {row['package']}, not revision {revision}'s package")
+            rows.append(row)
     base = rows[0]["seconds_per_call"]
-    print("| glibc malloc | layout | s per call | user s | system s | speed-up |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| code | glibc malloc | layout | s per call | user s | system s | speed-up |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
     for row in rows:
-        print(f"| {'tuned' if row['tuned_malloc'] else 'default'} | "
+        print(f"| {row['revision']} | {'tuned' if row['tuned_malloc'] else 'default'} | "
               f"{'channels-last' if row['channels_last'] else 'contiguous'} | {row['seconds_per_call']:.3f} | "
               f"{row['user_s']:.1f} | {row['system_s']:.1f} | {base / row['seconds_per_call']:.2f} x |")
 

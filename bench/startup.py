@@ -23,21 +23,11 @@ import platform
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def unpack_revision(revision: str, folder: Path) -> Path:
-    """The `llama3med` package as of `revision`, unpacked under `folder` (which then goes on PYTHONPATH)."""
-    archive = subprocess.run(["git", "archive", revision, "llama3med"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
-    return folder
+from revisions import REPO_ROOT, unpack_revision  # bench/ is on sys.path when a script in it runs
 
 
 def timed(command: list[str], env: dict[str, str], cwd: Path) -> float:

@@ -7,23 +7,41 @@ CLI's option parsing need the settings, not the model); `generate_kwargs` import
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+# Below this a temperature divides logits into infinities (a NaN distribution, which sampling refuses): it is the
+# limit of sampling, greedy decoding, and is decoded as temperature 0 (vLLM draws the line at the same place).
+MIN_SAMPLING_TEMPERATURE = 1e-5
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
     """How to decode an answer. `temperature=0` means greedy decoding (`top_p` and `seed` then change nothing);
-    `stop` strings end an answer before them; `seed` seeds sampling (and is recorded by evaluation)."""
+    `stop` strings end an answer before them; `seed` seeds sampling (and is recorded by evaluation).
+
+    A temperature below `MIN_SAMPLING_TEMPERATURE` is stored as 0 (greedy); a negative or non-finite temperature,
+    a `top_p` outside (0, 1] or fewer than one new token is refused with ValueError."""
 
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
     stop: list[str] | None = None
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens})")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0 (got {self.temperature}); 0 is greedy decoding")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if self.temperature < MIN_SAMPLING_TEMPERATURE:
+            object.__setattr__(self, "temperature", 0.0)  # frozen: the normalised value is set once, here
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as reports and batch keys record them; `stop` only when set, so an evaluation's

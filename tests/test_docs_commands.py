@@ -43,19 +43,23 @@ NOT_RUN: dict[str, str] = {
     "make demo": "a Makefile target: runs in the checkout by definition; it is `make setup` (what built this environment) "
     "and `llama3med demo`, which tests/experiments/test_demo.py runs end to end",
     "make test": "runs this test suite itself",
-    "OMP_NUM_THREADS=1 /usr/bin/time -v nice -n 5 .venv/bin/llama3med eval --model small --benchmarks pathvqa "
-    "--data-root ../shared/benchmarks --out growth-N --batch-size 64 --limit N": "a template of a measurement (N is "
-    "100, 1,000 or all of PathVQA's 6,719 questions, up to an hour on 2 cores); `llama3med eval` itself runs in the "
-    "small_model and eval_all_three scenarios",
+    "/usr/bin/time -v .venv/bin/llama3med eval --model small --benchmarks pathvqa --data-root ../shared/benchmarks "
+    "--out growth-N --batch-size 64 --threads 2 --limit N": "a template of a measurement (N is 100, 1,000 or all of "
+    "PathVQA's 6,719 questions, up to half an hour on 2 cores); `llama3med eval` itself runs in the small_model and "
+    "eval_all_three scenarios",
     "nice -n 5 .venv/bin/python bench/eval_batched_vs_loop.py --threads 1 --batch-size 64": "a recorded benchmark "
     "(the full VQA-RAD test and a 300-question PathVQA slice, both ways: over an hour on 2 cores)",
     ".venv/bin/python bench/eval_batched_vs_loop.py --slices vqa-rad --threads 1 --batch-size 64 --data-root "
     "../shared/benchmarks": "a recorded benchmark (the full VQA-RAD test both ways: about 20 minutes on 2 cores)",
+    ".venv/bin/python bench/eval_batched_vs_loop.py --threads 2 --batch-size 64 --data-root ../shared/benchmarks": "a "
+    "recorded benchmark (the full VQA-RAD test and a 300-question PathVQA slice, both ways: about 16 minutes on 2 cores)",
+    ".venv/bin/python bench/cpu_settings.py --threads 2 --tiles 16 --repeats 5 --before 97f80bd": "a recorded benchmark: "
+    "five fresh processes timing the real EfficientNet-Lite0, one of them from an unpacked older commit (~1 min)",
     ".venv/bin/python bench/cpu_settings.py --threads 2 --tiles 16 --repeats 5": "a recorded benchmark: four fresh "
     "processes timing the real EfficientNet-Lite0 (~1 min); the settings it times are those every command applies",
-    "nice -n 5 .venv/bin/python bench/serve_dynamic_batching.py --model small --clients 1,4,16 --arms batching "
-    "--distinct-images --threads 1": "a recorded benchmark of the real `small` server under 1/4/16 clients (tens of "
-    "minutes); the serve scenario and tests/serve/test_load.py start the same server",
+    ".venv/bin/python bench/serve_dynamic_batching.py --model small --clients 1,4,16 --arms batching --distinct-images "
+    "--threads 2": "a recorded benchmark of the real `small` server under 1/4/16 clients (a few minutes); the serve "
+    "scenario and tests/serve/test_load.py start the same server",
     "llama3med build llama3-med-8b-authors --llm-path /models/Meta-Llama-3.1-8B-Instruct --vision-path "
     "/models/clip-vit-large-patch14 --out models/llama3-med-8b-authors": GPU_8B,
     "llama3med build llama3-med-8b-authors --llm-path /models/Llama-3.1-8B-Instruct --vision-path "

@@ -40,3 +40,27 @@ def test_settings_or_keywords_not_both() -> None:
         generation_settings(given, {"temperature": 0.5})
     with pytest.raises(TypeError):
         generation_settings(None, {"max_tokens": 4})  # a misspelt field is refused, not ignored
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1e-320, 5e-324, 9.9e-6])
+def test_a_temperature_below_the_sampling_minimum_is_greedy(temperature: float) -> None:
+    # 1e-320 divides logits into infinities and the sampler refuses the NaN distribution: greedy is its limit
+    settings = GenerationSettings(temperature=temperature)
+    assert settings.temperature == 0.0 and settings.generate_kwargs(prepare_tokenizer(build_tiny_tokenizer()))["do_sample"] is False
+    assert GenerationSettings(temperature=1e-5).temperature == 1e-5
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"temperature": float("nan")}, "temperature must be a finite number"),
+        ({"temperature": float("inf")}, "temperature must be a finite number"),
+        ({"temperature": -0.1}, "temperature must be a finite number >= 0"),
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+        ({"top_p": float("nan")}, "top_p must be in"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be at least 1"),
+    ],
+)
+def test_impossible_settings_are_refused(fields: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        GenerationSettings(**fields)

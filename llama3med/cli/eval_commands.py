@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from llama3med.cli.common import Threads, fail, option_groups, set_threads
+from llama3med.cli.common import BAD_INPUT, Threads, fail, option_groups, set_threads
 
 if TYPE_CHECKING:
     from llama3med.eval.benchmarks import Benchmark
@@ -125,9 +125,10 @@ def eval_command(
     out = out or Path("eval-results") / (model.name if model else (served_model or "endpoint"))
     try:
         chosen = get_protocol(protocol)
+        # GenerationSettings refuses what the option ranges let through (NaN, top_p 0)
+        decoding = protocol_decoding(chosen, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
     except ValueError as error:
-        raise fail(str(error)) from error
-    decoding = protocol_decoding(chosen, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+        raise fail(str(error), BAD_INPUT) from error
     given = [("--max-new-tokens", max_new_tokens), ("--temperature", temperature), ("--top-p", top_p)]
     command = ["llama3med", "eval", *(["--model", str(model)] if model else []), *(["--endpoint", endpoint] if endpoint else []),
                *(["--served-model", served_model] if served_model else []), "--benchmarks", ",".join(specs),

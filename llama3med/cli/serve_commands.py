@@ -42,7 +42,7 @@ def settings_from_options(
     max_new_tokens: MaxNewTokens = 256, temperature: Temperature = 0.0, top_p: TopP = 1.0, stop: Stop = None, seed: Seed = None
 ) -> GenerationSettings:
     """The decoding options (an option group of `ask`, `chat` and `predict`) as `Llama3Med.generate`'s settings
-    (no `--stop` given: no stop strings)."""
+    (no `--stop` given: no stop strings). A temperature below the sampling minimum decodes greedily."""
     return GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop or None, seed=seed)
 
 
@@ -224,6 +224,9 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body (bytes).")] = DEFAULTS.max_body_bytes,
     max_image_bytes: Annotated[int, typer.Option(min=1, help="Largest image file (bytes, after base64 decoding).")] = DEFAULTS.max_image_bytes,
     max_image_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width x height); refuses decompression bombs.")] = DEFAULTS.max_image_pixels,
+    max_image_decompressed_bytes: Annotated[
+        int, typer.Option(min=1, help="Most bytes a compressed image container (deflated DICOM, gzip NIfTI) may inflate to.")
+    ] = DEFAULTS.max_image_decompressed_bytes,
     max_prompt_chars: Annotated[int, typer.Option(min=1, help="Most characters of text in a request's messages.")] = DEFAULTS.max_prompt_chars,
     max_prompt_tokens: Annotated[
         int | None, typer.Option(min=1, help="Most prompt tokens (default: context length minus max_tokens).")
@@ -246,6 +249,7 @@ def serve(
         max_body_bytes=max_body_bytes,
         max_image_bytes=max_image_bytes,
         max_image_pixels=max_image_pixels,
+        max_image_decompressed_bytes=max_image_decompressed_bytes,
         max_tokens=max_tokens,
         max_prompt_chars=max_prompt_chars,
         max_prompt_tokens=max_prompt_tokens,
@@ -292,7 +296,7 @@ def web(
         port=port,
         examples_dir=examples,
         device=device,
-        generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p),
+        generation=settings_from_options(max_new_tokens, temperature, top_p, None, None),
     )
 
 

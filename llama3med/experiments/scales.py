@@ -102,8 +102,23 @@ def run_scales_experiment(
             for name, value in question_type_scores(result.report).items():
                 by_type.setdefault(name, []).append(value)
         summaries.append(ArmSummary(arm, list(seeds), scores, by_type, ceiling))
-    (out / "summary.json").write_text(json.dumps([s.__dict__ for s in summaries], indent=2))
+    (out / "summary.json").write_text(summary_json(summaries))
     return summaries
+
+
+def summary_json(summaries: Sequence[ArmSummary]) -> str:
+    """`summary.json`'s text: strict JSON, a metric with nothing to score (nan) written as null."""
+
+    def strict(value: Any) -> Any:
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if isinstance(value, dict):
+            return {key: strict(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [strict(item) for item in value]
+        return value
+
+    return json.dumps([strict(s.__dict__) for s in summaries], indent=2, allow_nan=False) + "\n"
 
 
 def markdown_table(summaries: Sequence[ArmSummary], by_question_type: bool = False) -> str:

@@ -29,9 +29,6 @@ class ImagePart(BaseModel):
 
 # torch.manual_seed takes any 64-bit seed, signed or unsigned; beyond that it raises (a 500 before this check).
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
-# Below this a temperature divides logits into infinities (a NaN distribution): it is the limit of sampling,
-# greedy decoding, and is answered as temperature 0.
-MIN_SAMPLING_TEMPERATURE = 1e-5
 
 ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
@@ -48,7 +45,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """`POST /v1/chat/completions`. `temperature` defaults to 0 (greedy, reproducible), unlike OpenAI's 1."""
+    """`POST /v1/chat/completions`. `temperature` defaults to 0 (greedy, reproducible), unlike OpenAI's 1; below
+    `GenerationSettings`' sampling minimum it is greedy too."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -63,11 +61,6 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     n: int = 1
-
-    @field_validator("temperature")
-    @classmethod
-    def _greedy_below_the_sampling_minimum(cls, temperature: float) -> float:
-        return 0.0 if temperature < MIN_SAMPLING_TEMPERATURE else temperature
 
     @field_validator("stop")
     @classmethod

@@ -150,6 +150,13 @@ def print_summary(report: DataReport, output_dir: Path) -> None:
             console.print(f"  {what}: {', '.join(items[:20])}{more}", soft_wrap=True, highlight=False, markup=False)
 
 
+def recap_line(report: DataReport, output_dir: Path) -> str:
+    """One line restating the data summary after training: the counts, and where the ids are."""
+    skipped = sum(len(items) for items in report.skipped.values())
+    return (f"data: {sum(report.read.values())} records read, {skipped} skipped, {len(report.truncated)} truncated, "
+            f"{len(report.dropped_too_long)} dropped as too long (ids in {output_dir / 'data_report.json'})")
+
+
 def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> TrainResult:
     """Run a recipe to the end; with `resume`, continue from the last complete checkpoint."""
     from transformers import TrainingArguments, set_seed
@@ -236,7 +243,7 @@ def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> Trai
                  "initialisation": spec["seed"]}
         info = run_info(seeds, args.world_size, str(args.device))
         write_run_files(output_dir, recipe.to_dict(), report.to_dict(), [*inherited, manifest_entries(samples, {s.label: str(s.path) for s in recipe.sources})], info)
-        print_summary(report, output_dir)
+        console.print(recap_line(report, output_dir), soft_wrap=True, highlight=False, markup=False)  # the table scrolled away
     trainer.accelerator.wait_for_everyone()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return TrainResult(output_dir, report, losses, output.global_step, seconds)

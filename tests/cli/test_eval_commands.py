@@ -82,8 +82,12 @@ def test_score_a_custom_data_set(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["benchmarks"]["mine"]["counts"]["questions"] == 2
 
 
-def test_an_unknown_protocol_is_one_error_line(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["eval", "--endpoint", "http://127.0.0.1:9/v1", "--served-model", "m", "--protocol", "mine",
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [(["--protocol", "mine"], "mine"), (["--top-p", "0"], "top_p must be in (0, 1]")],
+)
+def test_an_unknown_protocol_or_impossible_decoding_is_one_error_line(tmp_path: Path, options: list[str], words: str) -> None:
+    result = runner.invoke(app, ["eval", "--endpoint", "http://127.0.0.1:9/v1", "--served-model", "m", *options,
                                  "--out", str(tmp_path / "out")])
-    assert result.exit_code == 1 and result.output.startswith("error: ") and "mine" in result.output
+    assert result.exit_code == 2 and result.output.startswith("error: ") and words in result.output
     assert not (tmp_path / "out").exists()

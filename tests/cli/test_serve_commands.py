@@ -61,6 +61,12 @@ def test_image_options_reach_the_loader(tiny_model_dir, tiny_api, tmp_path) -> N
 def test_command_line_options_become_settings() -> None:
     assert settings_from_options(32, 0.0, 1.0, [], None) == GenerationSettings(max_new_tokens=32)
     assert settings_from_options(8, 0.5, 0.9, ["END"], 2).stop == ["END"]
+    assert settings_from_options(8, 1e-320, 1.0, [], None).temperature == 0.0  # below the sampling minimum: greedy
+
+
+def test_a_nan_temperature_is_refused_with_a_usage_error(tiny_model_dir, images) -> None:
+    result = runner.invoke(app, ["ask", str(images["scan"]), "What?", "--model", str(tiny_model_dir), "--temperature", "nan"])
+    assert result.exit_code == 2 and "--temperature" in result.output and "Traceback" not in result.output
 
 
 def test_image_options_are_checked_before_a_model_loads():
@@ -84,3 +90,18 @@ def test_predict_refuses_a_missing_input_before_loading_the_model(tiny_model_dir
     wide = CliRunner(env={"COLUMNS": "300"})  # rich's usage-error panel does not wrap the path
     result = wide.invoke(app, ["predict", "--input", str(tmp_path / "q.jsonl"), "--out", str(tmp_path / "a.jsonl"), "--model", str(tiny_model_dir)])
     assert result.exit_code == 2 and "q.jsonl' does not exist" in result.output
+
+
+def test_every_server_limit_has_a_serve_option() -> None:
+    import dataclasses
+    import inspect
+
+    from llama3med.cli.serve_commands import serve
+    from llama3med.serve.limits import ServerLimits
+
+    options = inspect.signature(serve).parameters
+    for field in dataclasses.fields(ServerLimits):
+        name = "allow_text_only" if field.name == "require_image" else field.name  # the flag says it the other way round
+        assert name in options, f"ServerLimits.{field.name} has no `llama3med serve` option"
+        if field.name != "require_image":
+            assert options[name].default == field.default, field.name

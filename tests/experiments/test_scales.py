@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
-from llama3med.experiments.scales import ARMS, ArmSummary, markdown_table, question_type_scores, scores_of
+from llama3med.experiments.scales import (
+    ARMS,
+    ArmSummary,
+    markdown_table,
+    question_type_scores,
+    scores_of,
+    summary_json,
+)
 
 
 def test_confidence_interval_is_student_t_over_seeds() -> None:
@@ -61,3 +69,6 @@ def test_a_presence_only_evaluation_has_no_open_scores_and_the_table_says_so() -
     summary = ArmSummary("hierarchical", [0, 1], {name: [value, value] for name, value in scores.items()})
     row = markdown_table([summary]).splitlines()[2]
     assert row.startswith("| hierarchical | 2 | ") and row.count("| – |") + row.endswith("| – |") >= 2
+    # summary.json stays strict JSON (no NaN token): a metric with nothing to score is null
+    written = json.loads(summary_json([summary]), parse_constant=lambda token: pytest.fail(f"{token} in summary.json"))
+    assert written[0]["scores"]["open exact match"] == [None, None] and written[0]["scores"]["closed accuracy (strict)"] == [90.0, 90.0]

@@ -1,5 +1,6 @@
-"""What `llama3med train` prints into a log: progress lines while it trains, every skipped id in full, and no
-transformers notice about the special tokens we set on purpose."""
+"""What `llama3med train` prints into a log: the data summary once before training and a one-line recap after it,
+progress lines while it trains, every skipped id in full, and no transformers notice about the special tokens we
+set on purpose."""
 
 from __future__ import annotations
 
@@ -35,4 +36,7 @@ def test_train_logs_progress_lines_full_ids_and_no_special_token_notice(
     assert any(line.startswith("training: 0/6 steps") for line in lines)
     assert any(line.startswith("training: 6/6 steps") and "loss" in line and line.endswith("done") for line in lines)
     assert any(LONG_ID in line for line in lines)  # on one line, whole, in a 60-column log
+    assert result.output.count("data summary") == 1
+    recap = [line for line in lines if line.startswith("data: ")]
+    assert len(recap) == 1 and recap[0].startswith("data: 25 records read, 1 skipped, 0 truncated, 0 dropped as too long")
     assert "PAD/BOS/EOS" not in caplog.text + result.output
