@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ from llama3med.train.recipe import Recipe
 
 if TYPE_CHECKING:
     from transformers.integrations import HfDeepSpeedConfig
+
+logger = logging.getLogger(__name__)
 
 # LoRA goes on the LLM's linear layers only; the connector is trained in full (`connector_layers`).
 DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -111,6 +114,11 @@ def _load_base(
     name, model_args = spec["model"], dict(spec.get("model_args") or {})
     if Path(name).is_dir():
         check_model_folder(Path(name))  # an adapter folder or an incomplete one: say what to do, in one line
+        if model_args:  # a folder's config.json fixes its architecture: ignoring them would train another model
+            shadow = f" (it shadows the preset {name!r}: move or rename the folder to build the preset)" if name in PRESETS else ""
+            raise ValueError(f"model_args {model_args} change a preset's architecture, but {name!r} is a model folder{shadow}")
+        if name in PRESETS:
+            logger.warning("%r is both a model folder here and a preset: loading the folder", name)
         kwargs: dict[str, Any] = {"dtype": torch.float32}
         if quantization == "4bit":
             kwargs.update(qlora_loading_kwargs())

@@ -1,6 +1,7 @@
 """The model a recipe starts from (`llama3med.train.model_setup`): under DeepSpeed ZeRO-3 a preset is built whole,
 with the run's DeepSpeed configuration registered again afterwards (through transformers' public
-`set_hf_deepspeed_config` / `unset_hf_deepspeed_config`)."""
+`set_hf_deepspeed_config` / `unset_hf_deepspeed_config`); `model_args` beside a model folder are refused, and a
+folder named like a preset is loaded with a warning."""
 
 from __future__ import annotations
 
@@ -52,3 +53,17 @@ def test_without_deepspeed_nothing_changes() -> None:
         assert not is_deepspeed_zero3_enabled()
     model, processor = load_base({"model": "tiny"})
     assert model.config.image_token_id == processor.image_token_id
+
+
+def test_model_args_with_a_model_folder_are_refused(tiny_model_dir, tmp_path, monkeypatch, caplog) -> None:
+    # a folder's config.json fixes the architecture: scales given beside it would be silently ignored
+    with pytest.raises(ValueError, match=r"model_args \{'scales': \[32\]\} change a preset's architecture"):
+        load_base({"model": str(tiny_model_dir), "model_args": {"scales": [32]}})
+    # a folder named like a preset in the working directory wins over the preset, and says so
+    (tmp_path / "tiny").symlink_to(tiny_model_dir)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="it shadows the preset 'tiny'"):
+        load_base({"model": "tiny", "model_args": {"scales": [32]}})
+    model, _ = load_base({"model": "tiny"})
+    assert "'tiny' is both a model folder here and a preset" in caplog.text
+    assert model.config.to_dict()["scales"] == load_base({"model": str(tiny_model_dir)})[0].config.to_dict()["scales"]
