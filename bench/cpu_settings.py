@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from revisions import unpack_revision  # bench/ is on sys.path when a script in it runs
+from common import unpack_revision  # bench/ is on sys.path when a script in it runs
 
 CHILD = r"""
 import json, resource, sys, time
@@ -59,16 +59,18 @@ def main() -> None:
     if args.before:
         configurations.append((True, True, args.before))
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
+    # The children run in an empty folder (`python -c` puts the working directory first on sys.path); an older
+    # revision's package is unpacked beside it and put on PYTHONPATH for its row only.
+    with tempfile.TemporaryDirectory() as neutral, tempfile.TemporaryDirectory() as unpacked:
         for tuned_malloc, channels_last, revision in configurations:
             settings = {"tuned_malloc": tuned_malloc, "channels_last": channels_last, "threads": args.threads,
                         "tiles": args.tiles, "repeats": args.repeats}
-            env = {**os.environ, "PYTHONPATH": str(unpack_revision(revision, Path(scratch)))} if revision else None
+            env = {**os.environ, "PYTHONPATH": str(unpack_revision(revision, Path(unpacked)))} if revision else None
             result = subprocess.run([sys.executable, "-c", CHILD, json.dumps(settings)], check=True,
-                                    capture_output=True, text=True, env=env, cwd=scratch)
+                                    capture_output=True, text=True, env=env, cwd=neutral)
             row = {**settings, "revision": revision or "this checkout", **json.loads(result.stdout.strip().splitlines()[-1])}
-            if revision and not row["package"].startswith(scratch):
-                raise SystemExit(f"the child imported {row['package']}, not revision {revision}'s package")
+            if row["package"].startswith(unpacked) != bool(revision):
+                raise SystemExit(f"the child for {row['revision']} imported {row['package']}")
             rows.append(row)
     base = rows[0]["seconds_per_call"]
     print("| code | glibc malloc | layout | s per call | user s | system s | speed-up |")

@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-
-from llama3med.folders import DATA_ROOT_ENV
+from common import add_data_root  # bench/ is on sys.path when a script in it runs
 
 
 def parse_slice(spec: str) -> tuple[str, int | None]:
@@ -93,8 +92,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="A saved Llama3-Med model folder instead of a preset.")
     parser.add_argument("--batch-size", type=int, default=16, help="Questions per generate call in the grouped arm (eval's default).")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="Longest answer in tokens (eval's default).")
-    parser.add_argument("--data-root", type=Path, default=os.environ.get(DATA_ROOT_ENV), required=DATA_ROOT_ENV not in os.environ,
-                        help=f"Folder holding one folder per benchmark (default: ${DATA_ROOT_ENV}).")
+    add_data_root(parser, "one folder per benchmark")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
     args = parser.parse_args()
     from llama3med.runtime import tune_cpu_allocator

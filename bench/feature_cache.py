@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import tempfile
 from pathlib import Path
 
 import torch
+from common import add_data_root  # bench/ is on sys.path when a script in it runs
 
-from llama3med.folders import DATA_ROOT_ENV
 from llama3med.train.recipe import load_recipe
 from llama3med.train.run import train
 
@@ -43,8 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=32, help="image–caption pairs in the epoch")
     parser.add_argument("--batch", type=int, default=8, help="per-device batch size")
-    parser.add_argument("--data-root", type=Path, default=os.environ.get(DATA_ROOT_ENV), required=DATA_ROOT_ENV not in os.environ,
-                        help=f"folder holding captions-sample/ (default: ${DATA_ROOT_ENV})")
+    add_data_root(parser, "captions-sample/")
     args = parser.parse_args()
     captions = args.data_root / "captions-sample"
     if not captions.is_dir():

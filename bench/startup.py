@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from revisions import REPO_ROOT, unpack_revision  # bench/ is on sys.path when a script in it runs
+from common import REPO_ROOT, unpack_revision  # bench/ is on sys.path when a script in it runs
 
 
 def timed(command: list[str], env: dict[str, str], cwd: Path) -> float:

@@ -14,18 +14,16 @@ The optimizer step is reported beside it (it is neither part of the step above n
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from common import add_data_root  # bench/ is on sys.path when a script in it runs
 from transformers import TrainingArguments
 
-from llama3med.folders import DATA_ROOT_ENV
 from llama3med.train.data.conversations import DataReport, DataSource, read_source
 from llama3med.train.data.dataset import ConversationDataset, RightPaddingCollator, prepare_samples
 from llama3med.train.model_setup import load_base, prepare_for_stage
@@ -47,8 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--data-root", type=Path, default=os.environ.get(DATA_ROOT_ENV), required=DATA_ROOT_ENV not in os.environ,
-                        help=f"folder holding vqa-rad/ (default: ${DATA_ROOT_ENV})")
+    add_data_root(parser, "vqa-rad/")
     args = parser.parse_args()
     rad = args.data_root / "vqa-rad"
     recipe = load_recipe("small-instruct", ["connector=null"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -49,6 +49,12 @@ class DataOptions:
 
         return resolve_benchmarks(specs, self.data_root, layout=self.layout, language=self.slake_language,
                                   columns=ColumnMap.parse(self.columns, self.categories), split=self.split, image_dir=self.image_dir)
+
+    def changed_options(self) -> list[str]:
+        """The options set to other than their defaults, as command-line words for the reproduce line (`--data-root`
+        aside: the line names it beside the benchmarks)."""
+        return [word for field in fields(self) if field.name != "data_root" and (value := getattr(self, field.name)) != field.default
+                for word in (f"--{field.name.replace('_', '-')}", str(value))]
 
 
 def build_answerer(model: Path | None, backend: str, endpoint: str | None, served_model: str | None, api_key_env: str,
@@ -125,7 +131,7 @@ def eval_command(
     out = out or Path("eval-results") / (model.name if model else (served_model or "endpoint"))
     try:
         chosen = get_protocol(protocol)
-        # GenerationSettings refuses what the option ranges let through (NaN, top_p 0)
+        # GenerationSettings refuses what the option ranges let through (top_p 0)
         decoding = protocol_decoding(chosen, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
     except ValueError as error:
         raise fail(str(error), BAD_INPUT) from error
@@ -136,7 +142,7 @@ def eval_command(
                "--protocol", chosen.name, "--seed", str(seed),
                *[item for option, value in given if value is not None for item in (option, str(value))],
                *(["--limit", str(limit)] if limit else []), *(["--prompts", str(prompts)] if prompts else []),
-               *data_options(data.layout, data.slake_language, data.columns, data.categories, data.split, data.image_dir)]
+               *data.changed_options()]
     try:
         loaded = data.load(specs)
         for benchmark in loaded:
@@ -212,15 +218,6 @@ def score_command(
         f"open F1 {show(strict['open_f1'])}, BLEU-1 {show(scores['bleu1'])} "
         f"({scores['counts']['open']} open / {scores['counts']['closed']} closed) -> {out}"
     )
-
-
-def data_options(layout: str, language: str, columns: str | None, categories: str | None, split: str,
-                 image_dir: Path | None) -> list[str]:
-    """The data options that differ from their defaults, for the reproduce line."""
-    given = [("--layout", layout, DataOptions.layout), ("--slake-language", language, DataOptions.slake_language),
-             ("--columns", columns, DataOptions.columns), ("--categories", categories, DataOptions.categories),
-             ("--split", split, DataOptions.split), ("--image-dir", image_dir, DataOptions.image_dir)]
-    return [item for option, value, default in given if value != default for item in (option, str(value))]
 
 
 def register(app: typer.Typer) -> None:

@@ -296,7 +296,7 @@ def web(
         port=port,
         examples_dir=examples,
         device=device,
-        generation=settings_from_options(max_new_tokens, temperature, top_p, None, None),
+        generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p),
     )
 
 

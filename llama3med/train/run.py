@@ -24,6 +24,7 @@ from llama3med.train.data.dataset import (
     TrainingSample,
     prepare_samples,
 )
+from llama3med.train.outputs import REPORT_FILE
 from llama3med.train.recipe import Recipe
 
 console = Console(stderr=True)
@@ -146,7 +147,7 @@ def print_summary(report: DataReport, output_dir: Path) -> None:
     console.print(table)
     for what, items in listed:
         if items:
-            more = f", ... and {len(items) - 20} more (all in {output_dir / 'data_report.json'})" if len(items) > 20 else ""
+            more = f", ... and {len(items) - 20} more (all in {output_dir / REPORT_FILE})" if len(items) > 20 else ""
             console.print(f"  {what}: {', '.join(items[:20])}{more}", soft_wrap=True, highlight=False, markup=False)
 
 
@@ -154,7 +155,7 @@ def recap_line(report: DataReport, output_dir: Path) -> str:
     """One line restating the data summary after training: the counts, and where the ids are."""
     skipped = sum(len(items) for items in report.skipped.values())
     return (f"data: {sum(report.read.values())} records read, {skipped} skipped, {len(report.truncated)} truncated, "
-            f"{len(report.dropped_too_long)} dropped as too long (ids in {output_dir / 'data_report.json'})")
+            f"{len(report.dropped_too_long)} dropped as too long (ids in {output_dir / REPORT_FILE})")
 
 
 def train(recipe: Recipe, *, resume: bool = False, strict: bool = False) -> TrainResult:

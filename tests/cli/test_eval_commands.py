@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from llama3med.cli.eval_commands import build_answerer, data_options, use_feature_cache
+from llama3med.cli.eval_commands import DataOptions, build_answerer, use_feature_cache
 from llama3med.cli.main import app
 from llama3med.eval.answerers import Llama3MedAnswerer, OpenAIChatAnswerer
 from llama3med.generation import GenerationSettings
@@ -52,8 +52,9 @@ def test_a_feature_cache_needs_our_checkpoint(tiny_model_dir: Path, tmp_path: Pa
 
 
 def test_data_options_list_only_what_differs_from_the_defaults() -> None:
-    assert data_options("auto", "en", None, None, "test", None) == []
-    assert data_options("parquet", "zh", "question=q", None, "validation", Path("imgs")) == [
+    assert DataOptions(data_root=Path("data")).changed_options() == []
+    changed = DataOptions(layout="parquet", slake_language="zh", columns="question=q", split="validation", image_dir=Path("imgs"))
+    assert changed.changed_options() == [
         "--layout", "parquet", "--slake-language", "zh", "--columns", "question=q", "--split", "validation", "--image-dir", "imgs",
     ]
 

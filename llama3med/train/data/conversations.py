@@ -67,7 +67,8 @@ class Conversation:
 @dataclass
 class DataReport:
     """What happened to every record: read per source; skipped (by reason, with ids and details);
-    truncated; dropped as too long. Printed at the end of a run and saved as `data_report.json`."""
+    truncated; dropped as too long. Printed before training (a one-line recap after it) and saved as
+    `data_report.json`."""
 
     strict: bool = False
     read: Counter = field(default_factory=Counter)  # source -> records read
